@@ -1,0 +1,140 @@
+//! Problems found while loading or validating: one type for `check`, start-up and reload.
+//!
+//! Every problem names the file and the dotted field it is about, so an operator knows what to
+//! edit. A problem carries a kind that becomes the `reason` label of a failed reload. This module
+//! knows nothing about what is being validated.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// What a problem is about; the `reason` label of `pinproxy_config_reloads_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// The TOML could not be read as the expected structure.
+    Parse,
+    /// A value is out of range or refers to something that does not exist.
+    Validation,
+    /// A file could not be read or holds no usable material.
+    File,
+    /// One of the rules that protect the apps (DESIGN.md §4) is broken.
+    PinRules,
+    /// A TLS configuration could not be built from otherwise valid parts.
+    Tls,
+}
+
+impl Kind {
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Kind::Parse => "parse",
+            Kind::Validation => "validation",
+            Kind::File => "file",
+            Kind::PinRules => "pin_rules",
+            Kind::Tls => "tls",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// One thing wrong (or worth a warning) in one file and field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub severity: Severity,
+    pub kind: Kind,
+    pub file: PathBuf,
+    /// Dotted path of the field, e.g. `listener.mobile.cert[0].key`; empty for the whole file.
+    pub field: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn error(kind: Kind, file: &Path, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            severity: Severity::Error,
+            kind,
+            file: file.to_path_buf(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn warning(kind: Kind, file: &Path, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            severity: Severity::Warning,
+            ..Problem::error(kind, file, field, message)
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.file.display())?;
+        if !self.field.is_empty() {
+            write!(f, "`{}`: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// The problems found in one load; an `Err` when at least one of them is an error.
+#[derive(Debug, Clone, Default, thiserror::Error)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    pub fn push(&mut self, p: Problem) {
+        self.0.push(p);
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.0.iter().any(|p| p.severity == Severity::Error)
+    }
+
+    pub fn errors(&self) -> impl Iterator<Item = &Problem> {
+        self.0.iter().filter(|p| p.severity == Severity::Error)
+    }
+
+    pub fn warnings(&self) -> impl Iterator<Item = &Problem> {
+        self.0.iter().filter(|p| p.severity == Severity::Warning)
+    }
+
+    /// The kind of the first error: the reason a reload is counted under.
+    pub fn first_error_kind(&self) -> Option<Kind> {
+        self.errors().next().map(|p| p.kind)
+    }
+
+    pub fn extend(&mut self, other: Problems) {
+        self.0.extend(other.0);
+    }
+
+    /// `Ok(warnings)` when there are no errors.
+    pub fn into_result(self) -> Result<Problems, Problems> {
+        if self.has_errors() { Err(self) } else { Ok(self) }
+    }
+}
+
+impl From<Problem> for Problems {
+    fn from(p: Problem) -> Self {
+        Problems(vec![p])
+    }
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for p in self.errors() {
+            if !first {
+                f.write_str("; ")?;
+            }
+            first = false;
+            write!(f, "{p}")?;
+        }
+        if first {
+            f.write_str("no errors")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! Every file one snapshot is built from, read once and hashed.
+//!
+//! Reload compares the digest of what it would build with the digest of what runs, so a no-op
+//! event is not a reload and reverting a bad edit recovers. Reading through this type is the
+//! only way the loaders touch the file system, which keeps the digest complete.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+/// Files read for one build, keyed by path, in a canonical (sorted) order.
+#[derive(Debug, Default, Clone)]
+pub struct Files {
+    read: BTreeMap<PathBuf, Arc<Vec<u8>>>,
+}
+
+impl Files {
+    pub fn new() -> Self {
+        Files::default()
+    }
+
+    /// Reads `path` (once per build) and remembers its contents for the digest.
+    pub fn read(&mut self, path: &Path) -> std::io::Result<Arc<Vec<u8>>> {
+        if let Some(data) = self.read.get(path) {
+            return Ok(data.clone());
+        }
+        let data = Arc::new(std::fs::read(path)?);
+        self.read.insert(path.to_path_buf(), data.clone());
+        Ok(data)
+    }
+
+    /// Records a file that was looked at but is absent, so its appearance changes the digest.
+    pub fn note_missing(&mut self, path: &Path) {
+        self.read.entry(path.to_path_buf()).or_insert_with(|| Arc::new(Vec::new()));
+    }
+
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.read.keys().map(PathBuf::as_path)
+    }
+
+    /// SHA-256 over every path and content, in path order, hex encoded.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        for (path, data) in &self.read {
+            let p = path.to_string_lossy();
+            h.update((p.len() as u64).to_be_bytes());
+            h.update(p.as_bytes());
+            h.update((data.len() as u64).to_be_bytes());
+            h.update(data.as_slice());
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}

@@ -1,0 +1,16 @@
+//! pinproxy: a certificate-pinning TLS reverse proxy for mobile app backends.
+//!
+//! Layers, each using only its own or lower ones (DESIGN.md §9):
+//! - L0 [`cli`], [`diag`], [`files`], [`metrics`], [`config`], [`pin`], [`export`]: pure building blocks
+//! - L1 [`tls`]: rustls server configs under the pin rules, upstream verifiers
+//! - L2 [`upstream`], [`tool`]: pooled upstream clients; pin computation and keygen
+//! - L3 [`snapshot`]: everything one config generation needs to serve, built whole
+//! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`]: readers of the current snapshot
+//! - L5 [`run`]: wiring, start-up and shutdown
+
+pub mod cli;
+pub mod config;
+pub mod diag;
+pub mod files;
+pub mod metrics;
+pub mod pin;

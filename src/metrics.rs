@@ -1,0 +1,158 @@
+//! The Prometheus registry of one proxy instance and every metric it exposes (DESIGN.md §6).
+//!
+//! Each instance owns its registry, so tests can run many proxies in one process. Names are
+//! fixed: deploy/ alert rules and dashboards rely on them. Nothing here reads config or sockets.
+
+use prometheus::{
+    Encoder as _, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub const CERT_NOT_AFTER: &str = "pinproxy_certificate_not_after_timestamp_seconds";
+pub const CERT_PINNED: &str = "pinproxy_certificate_pinned";
+pub const PIN_SET_EXPIRY: &str = "pinproxy_pin_set_expiry_timestamp_seconds";
+pub const EXPIRY_THRESHOLD: &str = "pinproxy_expiry_threshold_seconds";
+pub const UPSTREAM_PIN_MISMATCHES: &str = "pinproxy_upstream_pin_mismatches_total";
+pub const UPSTREAM_KEY_CHANGES: &str = "pinproxy_upstream_key_changes_total";
+pub const CONFIG_RELOADS: &str = "pinproxy_config_reloads_total";
+pub const CONFIG_LAST_RELOAD_OK: &str = "pinproxy_config_last_reload_successful";
+pub const CONFIG_LAST_RELOAD_OK_TS: &str = "pinproxy_config_last_reload_success_timestamp_seconds";
+pub const CONFIG_GENERATION: &str = "pinproxy_config_generation";
+pub const CONFIG_INFO: &str = "pinproxy_config_info";
+pub const REQUESTS: &str = "pinproxy_requests_total";
+pub const REQUEST_DURATION: &str = "pinproxy_request_duration_seconds";
+pub const UPSTREAM_ERRORS: &str = "pinproxy_upstream_errors_total";
+pub const TLS_HANDSHAKE_ERRORS: &str = "pinproxy_tls_handshake_errors_total";
+pub const CONNECTIONS_OPEN: &str = "pinproxy_connections_open";
+pub const CONNECTIONS_REJECTED: &str = "pinproxy_connections_rejected_total";
+pub const BUILD_INFO: &str = "pinproxy_build_info";
+
+/// Typed handles to every metric, registered once in the instance's own registry.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub cert_not_after: GaugeVec,
+    pub cert_pinned: IntGaugeVec,
+    pub pin_set_expiry: GaugeVec,
+    pub expiry_threshold: GaugeVec,
+    pub upstream_pin_mismatches: IntCounterVec,
+    pub upstream_key_changes: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub config_last_reload_ok: IntGauge,
+    pub config_last_reload_ok_ts: Gauge,
+    pub config_generation: IntGauge,
+    pub config_info: IntGaugeVec,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub tls_handshake_errors: IntCounterVec,
+    pub connections_open: IntGaugeVec,
+    pub connections_rejected: IntCounterVec,
+    pub build_info: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let m = Metrics {
+            cert_not_after: GaugeVec::new(
+                Opts::new(CERT_NOT_AFTER, "notAfter of a served or upstream-verified certificate, Unix seconds"),
+                &["scope", "name", "position", "subject", "serial", "pin"],
+            )?,
+            cert_pinned: IntGaugeVec::new(
+                Opts::new(CERT_PINNED, "1 if the certificate's SPKI is in the pin set, else 0"),
+                &["scope", "name", "pin_set", "position", "pin"],
+            )?,
+            pin_set_expiry: GaugeVec::new(
+                Opts::new(PIN_SET_EXPIRY, "00:00 UTC of the pin set's expires date, Unix seconds"),
+                &["pin_set"],
+            )?,
+            expiry_threshold: GaugeVec::new(
+                Opts::new(EXPIRY_THRESHOLD, "configured expiry alert thresholds in seconds"),
+                &["kind", "severity"],
+            )?,
+            upstream_pin_mismatches: IntCounterVec::new(
+                Opts::new(UPSTREAM_PIN_MISMATCHES, "upstream handshakes whose verified path matched no pin"),
+                &["upstream", "mode"],
+            )?,
+            upstream_key_changes: IntCounterVec::new(
+                Opts::new(UPSTREAM_KEY_CHANGES, "upstream leaf keys not among the last 8 seen"),
+                &["upstream"],
+            )?,
+            config_reloads: IntCounterVec::new(
+                Opts::new(CONFIG_RELOADS, "reload attempts that found a change"),
+                &["result", "reason"],
+            )?,
+            config_last_reload_ok: IntGauge::new(CONFIG_LAST_RELOAD_OK, "1 if the last reload succeeded")?,
+            config_last_reload_ok_ts: Gauge::new(CONFIG_LAST_RELOAD_OK_TS, "time of the last successful load")?,
+            config_generation: IntGauge::new(CONFIG_GENERATION, "increments with every swap of the running config")?,
+            config_info: IntGaugeVec::new(
+                Opts::new(CONFIG_INFO, "SHA-256 over the running config, pin and referenced files"),
+                &["sha256"],
+            )?,
+            requests: IntCounterVec::new(
+                Opts::new(REQUESTS, "requests answered"),
+                &["listener", "route", "code"],
+            )?,
+            request_duration: HistogramVec::new(
+                HistogramOpts::new(REQUEST_DURATION, "time to the response head").buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ]),
+                &["listener", "route"],
+            )?,
+            upstream_errors: IntCounterVec::new(
+                Opts::new(UPSTREAM_ERRORS, "requests that failed towards an upstream"),
+                &["upstream", "kind"],
+            )?,
+            tls_handshake_errors: IntCounterVec::new(
+                Opts::new(TLS_HANDSHAKE_ERRORS, "failed client handshakes"),
+                &["listener", "reason"],
+            )?,
+            connections_open: IntGaugeVec::new(
+                Opts::new(CONNECTIONS_OPEN, "client connections open"),
+                &["listener"],
+            )?,
+            connections_rejected: IntCounterVec::new(
+                Opts::new(CONNECTIONS_REJECTED, "connections closed at once over max_connections"),
+                &["listener"],
+            )?,
+            build_info: IntGaugeVec::new(Opts::new(BUILD_INFO, "1, labelled with the version"), &["version"])?,
+            registry,
+        };
+        m.register_all()?;
+        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.config_last_reload_ok.set(1);
+        Ok(m)
+    }
+
+    fn register_all(&self) -> Result<(), prometheus::Error> {
+        let r = &self.registry;
+        r.register(Box::new(self.cert_not_after.clone()))?;
+        r.register(Box::new(self.cert_pinned.clone()))?;
+        r.register(Box::new(self.pin_set_expiry.clone()))?;
+        r.register(Box::new(self.expiry_threshold.clone()))?;
+        r.register(Box::new(self.upstream_pin_mismatches.clone()))?;
+        r.register(Box::new(self.upstream_key_changes.clone()))?;
+        r.register(Box::new(self.config_reloads.clone()))?;
+        r.register(Box::new(self.config_last_reload_ok.clone()))?;
+        r.register(Box::new(self.config_last_reload_ok_ts.clone()))?;
+        r.register(Box::new(self.config_generation.clone()))?;
+        r.register(Box::new(self.config_info.clone()))?;
+        r.register(Box::new(self.requests.clone()))?;
+        r.register(Box::new(self.request_duration.clone()))?;
+        r.register(Box::new(self.upstream_errors.clone()))?;
+        r.register(Box::new(self.tls_handshake_errors.clone()))?;
+        r.register(Box::new(self.connections_open.clone()))?;
+        r.register(Box::new(self.connections_rejected.clone()))?;
+        r.register(Box::new(self.build_info.clone()))?;
+        Ok(())
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec cannot fail on I/O; a broken metric family is skipped by the encoder.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+}
