@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "pinproxy", version, about = "A certificate-pinning TLS reverse proxy for mobile app backends")]
+#[command(
+    name = "pinproxy",
+    version,
+    about = "A certificate-pinning TLS reverse proxy for mobile app backends"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -28,7 +32,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ConfigArg {
     /// Path to config.toml; pins/ and relative paths are beside it
-    #[arg(short = 'c', long = "config", default_value = "config.toml", env = "PINPROXY_CONFIG")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        default_value = "config.toml",
+        env = "PINPROXY_CONFIG"
+    )]
     pub config: PathBuf,
 }
 

@@ -52,7 +52,12 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn error(kind: Kind, file: &Path, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn error(
+        kind: Kind,
+        file: &Path,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Problem {
             severity: Severity::Error,
             kind,
@@ -62,7 +67,12 @@ impl Problem {
         }
     }
 
-    pub fn warning(kind: Kind, file: &Path, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn warning(
+        kind: Kind,
+        file: &Path,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Problem {
             severity: Severity::Warning,
             ..Problem::error(kind, file, field, message)
@@ -112,7 +122,11 @@ impl Problems {
 
     /// `Ok(warnings)` when there are no errors.
     pub fn into_result(self) -> Result<Problems, Problems> {
-        if self.has_errors() { Err(self) } else { Ok(self) }
+        if self.has_errors() {
+            Err(self)
+        } else {
+            Ok(self)
+        }
     }
 }
 

@@ -31,9 +31,16 @@ impl Files {
         Ok(data)
     }
 
+    /// Contents of a file already read in this build.
+    pub fn get(&self, path: &Path) -> Option<&Arc<Vec<u8>>> {
+        self.read.get(path)
+    }
+
     /// Records a file that was looked at but is absent, so its appearance changes the digest.
     pub fn note_missing(&mut self, path: &Path) {
-        self.read.entry(path.to_path_buf()).or_insert_with(|| Arc::new(Vec::new()));
+        self.read
+            .entry(path.to_path_buf())
+            .or_insert_with(|| Arc::new(Vec::new()));
     }
 
     pub fn paths(&self) -> impl Iterator<Item = &Path> {

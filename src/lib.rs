@@ -8,9 +8,20 @@
 //! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`]: readers of the current snapshot
 //! - L5 [`run`]: wiring, start-up and shutdown
 
+pub mod admin;
+pub mod body;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod diag;
+pub mod expiry;
 pub mod files;
 pub mod metrics;
 pub mod pin;
+pub mod proxy;
+pub mod reload;
+pub mod routes;
+pub mod run;
+pub mod snapshot;
+pub mod tls;
+pub mod upstream;

@@ -1,1 +1,95 @@
-fn main() {}
+//! The `pinproxy` binary: parse the command line, set up logging, dispatch. Exit codes: 0
+//! success, 1 problems found or runtime failure, 2 usage error (clap's own).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use tokio::signal::unix::{SignalKind, signal};
+
+use pinproxy::cli::{Cli, Command, ConfigArg};
+use pinproxy::config::LogFormat;
+
+const EXIT_OK: u8 = 0;
+const EXIT_PROBLEMS: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Run(ConfigArg::default())) {
+        Command::Run(a) => run(&a.config),
+        Command::Check(a) => check(&a.config),
+        Command::Pin(_) | Command::Export(_) | Command::Keygen(_) => {
+            Err(anyhow::anyhow!("pin tooling lands with the toolkit branch"))
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_PROBLEMS)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("PINPROXY_WORKERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        b.worker_threads(n);
+    }
+    b.enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(config: &Path) -> anyhow::Result<u8> {
+    init_logging(pinproxy::config::peek_log_format(config));
+    let rt = runtime()?;
+    rt.block_on(async {
+        // Installed first, so a signal during start-up is handled rather than fatal.
+        let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+        let running = pinproxy::run::start(config)
+            .await
+            .with_context(|| format!("{}: not starting", config.display()))?;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => running.reload(),
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        let drain = running.shutdown();
+        tokio::pin!(drain);
+        tokio::select! {
+            _ = &mut drain => Ok(EXIT_OK),
+            _ = term.recv() => { tracing::warn!("second signal: exiting at once"); Ok(EXIT_PROBLEMS) }
+            _ = int.recv() => { tracing::warn!("second signal: exiting at once"); Ok(EXIT_PROBLEMS) }
+        }
+    })
+}
+
+fn check(config: &Path) -> anyhow::Result<u8> {
+    let rt = runtime()?;
+    let report = rt.block_on(async { pinproxy::check::check(config) });
+    print!("{}", report.text);
+    Ok(if report.ok { EXIT_OK } else { EXIT_PROBLEMS })
+}

@@ -4,8 +4,8 @@
 //! fixed: deploy/ alert rules and dashboards rely on them. Nothing here reads config or sockets.
 
 use prometheus::{
-    Encoder as _, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder as _, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub const CERT_NOT_AFTER: &str = "pinproxy_certificate_not_after_timestamp_seconds";
@@ -56,38 +56,68 @@ impl Metrics {
         let registry = Registry::new();
         let m = Metrics {
             cert_not_after: GaugeVec::new(
-                Opts::new(CERT_NOT_AFTER, "notAfter of a served or upstream-verified certificate, Unix seconds"),
+                Opts::new(
+                    CERT_NOT_AFTER,
+                    "notAfter of a served or upstream-verified certificate, Unix seconds",
+                ),
                 &["scope", "name", "position", "subject", "serial", "pin"],
             )?,
             cert_pinned: IntGaugeVec::new(
-                Opts::new(CERT_PINNED, "1 if the certificate's SPKI is in the pin set, else 0"),
+                Opts::new(
+                    CERT_PINNED,
+                    "1 if the certificate's SPKI is in the pin set, else 0",
+                ),
                 &["scope", "name", "pin_set", "position", "pin"],
             )?,
             pin_set_expiry: GaugeVec::new(
-                Opts::new(PIN_SET_EXPIRY, "00:00 UTC of the pin set's expires date, Unix seconds"),
+                Opts::new(
+                    PIN_SET_EXPIRY,
+                    "00:00 UTC of the pin set's expires date, Unix seconds",
+                ),
                 &["pin_set"],
             )?,
             expiry_threshold: GaugeVec::new(
-                Opts::new(EXPIRY_THRESHOLD, "configured expiry alert thresholds in seconds"),
+                Opts::new(
+                    EXPIRY_THRESHOLD,
+                    "configured expiry alert thresholds in seconds",
+                ),
                 &["kind", "severity"],
             )?,
             upstream_pin_mismatches: IntCounterVec::new(
-                Opts::new(UPSTREAM_PIN_MISMATCHES, "upstream handshakes whose verified path matched no pin"),
+                Opts::new(
+                    UPSTREAM_PIN_MISMATCHES,
+                    "upstream handshakes whose verified path matched no pin",
+                ),
                 &["upstream", "mode"],
             )?,
             upstream_key_changes: IntCounterVec::new(
-                Opts::new(UPSTREAM_KEY_CHANGES, "upstream leaf keys not among the last 8 seen"),
+                Opts::new(
+                    UPSTREAM_KEY_CHANGES,
+                    "upstream leaf keys not among the last 8 seen",
+                ),
                 &["upstream"],
             )?,
             config_reloads: IntCounterVec::new(
                 Opts::new(CONFIG_RELOADS, "reload attempts that found a change"),
                 &["result", "reason"],
             )?,
-            config_last_reload_ok: IntGauge::new(CONFIG_LAST_RELOAD_OK, "1 if the last reload succeeded")?,
-            config_last_reload_ok_ts: Gauge::new(CONFIG_LAST_RELOAD_OK_TS, "time of the last successful load")?,
-            config_generation: IntGauge::new(CONFIG_GENERATION, "increments with every swap of the running config")?,
+            config_last_reload_ok: IntGauge::new(
+                CONFIG_LAST_RELOAD_OK,
+                "1 if the last reload succeeded",
+            )?,
+            config_last_reload_ok_ts: Gauge::new(
+                CONFIG_LAST_RELOAD_OK_TS,
+                "time of the last successful load",
+            )?,
+            config_generation: IntGauge::new(
+                CONFIG_GENERATION,
+                "increments with every swap of the running config",
+            )?,
             config_info: IntGaugeVec::new(
-                Opts::new(CONFIG_INFO, "SHA-256 over the running config, pin and referenced files"),
+                Opts::new(
+                    CONFIG_INFO,
+                    "SHA-256 over the running config, pin and referenced files",
+                ),
                 &["sha256"],
             )?,
             requests: IntCounterVec::new(
@@ -96,7 +126,8 @@ impl Metrics {
             )?,
             request_duration: HistogramVec::new(
                 HistogramOpts::new(REQUEST_DURATION, "time to the response head").buckets(vec![
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0, 60.0,
                 ]),
                 &["listener", "route"],
             )?,
@@ -113,14 +144,22 @@ impl Metrics {
                 &["listener"],
             )?,
             connections_rejected: IntCounterVec::new(
-                Opts::new(CONNECTIONS_REJECTED, "connections closed at once over max_connections"),
+                Opts::new(
+                    CONNECTIONS_REJECTED,
+                    "connections closed at once over max_connections",
+                ),
                 &["listener"],
             )?,
-            build_info: IntGaugeVec::new(Opts::new(BUILD_INFO, "1, labelled with the version"), &["version"])?,
+            build_info: IntGaugeVec::new(
+                Opts::new(BUILD_INFO, "1, labelled with the version"),
+                &["version"],
+            )?,
             registry,
         };
         m.register_all()?;
-        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         m.config_last_reload_ok.set(1);
         Ok(m)
     }
@@ -154,5 +193,11 @@ impl Metrics {
         // Encoding into a Vec cannot fail on I/O; a broken metric family is skipped by the encoder.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
     }
 }

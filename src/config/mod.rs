@@ -164,13 +164,23 @@ impl Upstream {
 /// Reads and validates the config file and the pin sets beside it. Warnings come back with the
 /// config; any error fails the whole load.
 pub fn load(path: &Path, files: &mut Files) -> Result<(Config, Problems), Problems> {
-    let bytes = files
-        .read(path)
-        .map_err(|e| Problem::error(Kind::File, path, "", format!("cannot read the config file: {e}")))?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| Problem::error(Kind::Parse, path, "", "not UTF-8 text"))?;
+    let bytes = files.read(path).map_err(|e| {
+        Problem::error(
+            Kind::File,
+            path,
+            "",
+            format!("cannot read the config file: {e}"),
+        )
+    })?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Problem::error(Kind::Parse, path, "", "not UTF-8 text"))?;
     let raw: RawConfig = parse_toml(text, path)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    };
     let pin_dir = dir.join(pin::PIN_DIR);
     let pin_sets = pin::load_pin_sets(&pin_dir, &dir, files);
     let mut v = Validator {
@@ -189,19 +199,42 @@ pub fn load(path: &Path, files: &mut Files) -> Result<(Config, Problems), Proble
     }
 }
 
+/// The `[log] format` of a config file, read before logging is set up; anything unreadable
+/// gives the default (the full load reports it properly).
+pub fn peek_log_format(path: &Path) -> LogFormat {
+    let format = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("log")?.get("format")?.as_str().map(str::to_string));
+    match format.as_deref() {
+        Some("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    }
+}
+
 /// Deserializes TOML with the dotted path of the failing field in the message.
 pub(crate) fn parse_toml<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, Problem> {
-    let de = toml::Deserializer::parse(text).map_err(|e| Problem::error(Kind::Parse, file, "", one_line(&e.to_string())))?;
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| Problem::error(Kind::Parse, file, "", one_line(&e.to_string())))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let field = if field == "." { String::new() } else { field };
-        Problem::error(Kind::Parse, file, field, one_line(&e.into_inner().to_string()))
+        Problem::error(
+            Kind::Parse,
+            file,
+            field,
+            one_line(&e.into_inner().to_string()),
+        )
     })
 }
 
 /// toml's messages span several lines with a source excerpt; keep the first and the note.
 fn one_line(msg: &str) -> String {
-    let lines: Vec<&str> = msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = msg
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let mut out = lines.first().copied().unwrap_or_default().to_string();
     if let Some(last) = lines.last().filter(|_| lines.len() > 1) {
         let note = last.trim_start_matches(['|', '^', ' ']).trim();
@@ -221,15 +254,23 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn err(&mut self, kind: Kind, field: impl Into<String>, msg: impl Into<String>) {
-        self.problems.push(Problem::error(kind, self.file, field, msg));
+        self.problems
+            .push(Problem::error(kind, self.file, field, msg));
     }
 
     fn warn(&mut self, field: impl Into<String>, msg: impl Into<String>) {
-        self.problems.push(Problem::warning(Kind::Validation, self.file, field, msg));
+        self.problems
+            .push(Problem::warning(Kind::Validation, self.file, field, msg));
     }
 
-    fn config(&mut self, raw: RawConfig, pin_sets: Option<&BTreeMap<String, PinSet>>) -> Option<Config> {
-        let admin = self.addr("admin.listen", &raw.admin.listen).map(|listen| Admin { listen });
+    fn config(
+        &mut self,
+        raw: RawConfig,
+        pin_sets: Option<&BTreeMap<String, PinSet>>,
+    ) -> Option<Config> {
+        let admin = self
+            .addr("admin.listen", &raw.admin.listen)
+            .map(|listen| Admin { listen });
         let expiry = self.expiry(&raw.expiry);
         let limits = self.limits(&raw.limits);
         let listeners = self.listeners(raw.listener, pin_sets);
@@ -274,7 +315,11 @@ impl Validator<'_> {
 
     fn expiry(&mut self, r: &RawExpiry) -> Expiry {
         if r.critical_before > r.warn_before {
-            self.err(Kind::Validation, "expiry.critical_before", "must not be longer than `expiry.warn_before`");
+            self.err(
+                Kind::Validation,
+                "expiry.critical_before",
+                "must not be longer than `expiry.warn_before`",
+            );
         }
         if r.pin_set_critical_before > r.pin_set_warn_before {
             self.err(
@@ -284,7 +329,11 @@ impl Validator<'_> {
             );
         }
         if r.check_every < Duration::from_secs(1) {
-            self.err(Kind::Validation, "expiry.check_every", "must be at least 1s");
+            self.err(
+                Kind::Validation,
+                "expiry.check_every",
+                "must be at least 1s",
+            );
         }
         Expiry {
             warn_before: r.warn_before,
@@ -306,14 +355,26 @@ impl Validator<'_> {
             ("upstream_idle_timeout", r.upstream_idle_timeout),
         ] {
             if d.is_zero() {
-                self.err(Kind::Validation, format!("limits.{name}"), "must be greater than 0");
+                self.err(
+                    Kind::Validation,
+                    format!("limits.{name}"),
+                    "must be greater than 0",
+                );
             }
         }
         if r.max_connections == 0 {
-            self.err(Kind::Validation, "limits.max_connections", "must be at least 1");
+            self.err(
+                Kind::Validation,
+                "limits.max_connections",
+                "must be at least 1",
+            );
         }
         if r.max_header_bytes < 8192 {
-            self.err(Kind::Validation, "limits.max_header_bytes", "must be at least 8192");
+            self.err(
+                Kind::Validation,
+                "limits.max_header_bytes",
+                "must be at least 8192",
+            );
         }
         Limits {
             tls_handshake_timeout: r.tls_handshake_timeout,
@@ -329,20 +390,41 @@ impl Validator<'_> {
         }
     }
 
-    fn listeners(&mut self, raw: Vec<RawListener>, pin_sets: Option<&BTreeMap<String, PinSet>>) -> Vec<Listener> {
+    fn listeners(
+        &mut self,
+        raw: Vec<RawListener>,
+        pin_sets: Option<&BTreeMap<String, PinSet>>,
+    ) -> Vec<Listener> {
         if raw.is_empty() {
-            self.err(Kind::Validation, "listener", "at least one [[listener]] is required");
+            self.err(
+                Kind::Validation,
+                "listener",
+                "at least one [[listener]] is required",
+            );
         }
         let mut names = HashSet::new();
         let mut addrs = HashSet::new();
         let mut out = Vec::new();
         for (i, l) in raw.into_iter().enumerate() {
             let at = format!("listener[{i}]");
-            if l.name.is_empty() || !l.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                self.err(Kind::Validation, format!("{at}.name"), "must be non-empty letters, digits, '-' or '_'");
+            if l.name.is_empty()
+                || !l
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.name"),
+                    "must be non-empty letters, digits, '-' or '_'",
+                );
             }
             if !names.insert(l.name.clone()) {
-                self.err(Kind::Validation, format!("{at}.name"), format!("\"{}\" is used by another listener", l.name));
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.name"),
+                    format!("\"{}\" is used by another listener", l.name),
+                );
             }
             if l.proxy_protocol.is_some() {
                 self.err(
@@ -354,7 +436,11 @@ impl Validator<'_> {
             let listen = self.addr(&format!("{at}.listen"), &l.listen);
             if let Some(a) = listen.filter(|a| a.port() != 0) {
                 if !addrs.insert(a) {
-                    self.err(Kind::Validation, format!("{at}.listen"), format!("{a} is used by another listener"));
+                    self.err(
+                        Kind::Validation,
+                        format!("{at}.listen"),
+                        format!("{a} is used by another listener"),
+                    );
                 }
             }
             if l.pin_sets.is_empty() {
@@ -380,7 +466,11 @@ impl Validator<'_> {
                 }
             }
             if l.cert.is_empty() {
-                self.err(Kind::Validation, format!("{at}.cert"), "at least one [[listener.cert]] is required");
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.cert"),
+                    "at least one [[listener.cert]] is required",
+                );
             }
             let mut seen_names = HashSet::new();
             let mut certs = Vec::new();
@@ -412,7 +502,11 @@ impl Validator<'_> {
                 }
                 certs.push(CertSpec {
                     field: cat,
-                    server_names: c.server_names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+                    server_names: c
+                        .server_names
+                        .iter()
+                        .map(|n| n.to_ascii_lowercase())
+                        .collect(),
                     chain: self.dir.join(c.chain),
                     key: self.dir.join(c.key),
                     anchor: c.anchor.map(|a| self.dir.join(a)),
@@ -438,19 +532,28 @@ impl Validator<'_> {
         let mut out = BTreeMap::new();
         for (name, u) in raw {
             let at = format!("upstream.{name}");
-            let Some((tls, authority, host, base_path)) = self.url(&format!("{at}.url"), &u.url) else {
+            let Some((tls, authority, host, base_path)) = self.url(&format!("{at}.url"), &u.url)
+            else {
                 continue;
             };
             let trust = match (u.trust, u.ca) {
                 (Some(_), Some(_)) => {
-                    self.err(Kind::Validation, format!("{at}.ca"), "give either `trust` or `ca`, not both");
+                    self.err(
+                        Kind::Validation,
+                        format!("{at}.ca"),
+                        "give either `trust` or `ca`, not both",
+                    );
                     continue;
                 }
                 (_, Some(ca)) => Trust::Ca(self.dir.join(ca)),
                 (Some(RawTrust::System), None) => Trust::System,
                 (Some(RawTrust::Webpki) | None, None) => Trust::WebPki,
             };
-            if !tls && (!matches!(trust, Trust::WebPki) || u.server_name.is_some() || u.pin_set.is_some()) {
+            if !tls
+                && (!matches!(trust, Trust::WebPki)
+                    || u.server_name.is_some()
+                    || u.pin_set.is_some())
+            {
                 self.err(
                     Kind::Validation,
                     format!("{at}.url"),
@@ -460,7 +563,11 @@ impl Validator<'_> {
             }
             if let Some(sn) = &u.server_name {
                 if !valid_host_pattern(sn) || sn.starts_with("*.") {
-                    self.err(Kind::Validation, format!("{at}.server_name"), format!("\"{sn}\" is not a DNS name"));
+                    self.err(
+                        Kind::Validation,
+                        format!("{at}.server_name"),
+                        format!("\"{sn}\" is not a DNS name"),
+                    );
                 }
             } else if tls && host.parse::<std::net::IpAddr>().is_ok() {
                 self.warn(
@@ -473,12 +580,20 @@ impl Validator<'_> {
                     Some(None) => self.err(
                         Kind::Validation,
                         format!("{at}.pin_set"),
-                        format!("no pin set \"{ps}\" in {}/ (expected {}/{ps}.toml)", pin::PIN_DIR, pin::PIN_DIR),
+                        format!(
+                            "no pin set \"{ps}\" in {}/ (expected {}/{ps}.toml)",
+                            pin::PIN_DIR,
+                            pin::PIN_DIR
+                        ),
                     ),
                     _ => {}
                 }
             } else if u.pin_match.is_some() {
-                self.err(Kind::Validation, format!("{at}.pin_match"), "needs `pin_set`");
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.pin_match"),
+                    "needs `pin_set`",
+                );
             }
             out.insert(
                 name.clone(),
@@ -506,7 +621,11 @@ impl Validator<'_> {
         let uri: Uri = match s.parse() {
             Ok(u) => u,
             Err(_) => {
-                self.err(Kind::Validation, field, bad("is not a URL like \"https://api.example.net/v1\""));
+                self.err(
+                    Kind::Validation,
+                    field,
+                    bad("is not a URL like \"https://api.example.net/v1\""),
+                );
                 return None;
             }
         };
@@ -514,7 +633,11 @@ impl Validator<'_> {
             Some(s) if *s == Scheme::HTTPS => true,
             Some(s) if *s == Scheme::HTTP => false,
             _ => {
-                self.err(Kind::Validation, field, bad("must start with http:// or https://"));
+                self.err(
+                    Kind::Validation,
+                    field,
+                    bad("must start with http:// or https://"),
+                );
                 return None;
             }
         };
@@ -530,14 +653,27 @@ impl Validator<'_> {
             self.err(Kind::Validation, field, bad("must not have a query string"));
             return None;
         }
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         let base_path = uri.path().trim_end_matches('/').to_string();
         Some((tls, authority, host, base_path))
     }
 
-    fn routes(&mut self, raw: Vec<RawRoute>, upstreams: &BTreeMap<String, Upstream>, limits: &Limits) -> Vec<Route> {
+    fn routes(
+        &mut self,
+        raw: Vec<RawRoute>,
+        upstreams: &BTreeMap<String, Upstream>,
+        limits: &Limits,
+    ) -> Vec<Route> {
         if raw.is_empty() {
-            self.err(Kind::Validation, "route", "at least one [[route]] is required");
+            self.err(
+                Kind::Validation,
+                "route",
+                "at least one [[route]] is required",
+            );
         }
         let mut names = HashSet::new();
         let mut keys = HashSet::new();
@@ -545,7 +681,11 @@ impl Validator<'_> {
         for (i, r) in raw.into_iter().enumerate() {
             let at = format!("route[{i}]");
             if !r.path_prefix.starts_with('/') {
-                self.err(Kind::Validation, format!("{at}.path_prefix"), "must start with '/'");
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.path_prefix"),
+                    "must start with '/'",
+                );
                 continue;
             }
             if r.path_prefix.contains(['?', '#']) || has_dot_segment(&r.path_prefix) {
@@ -562,7 +702,9 @@ impl Validator<'_> {
                     self.err(
                         Kind::Validation,
                         format!("{at}.host"),
-                        format!("\"{h}\" is not a host name or \"*.example.com\" (one label) wildcard"),
+                        format!(
+                            "\"{h}\" is not a host name or \"*.example.com\" (one label) wildcard"
+                        ),
                     );
                 }
             }
@@ -583,10 +725,18 @@ impl Validator<'_> {
             }
             let name = r.name.unwrap_or_else(|| r.path_prefix.clone());
             if !names.insert(name.clone()) {
-                self.err(Kind::Validation, format!("{at}.name"), format!("\"{name}\" is used by another route"));
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.name"),
+                    format!("\"{name}\" is used by another route"),
+                );
             }
             if r.timeout.is_some_and(|t| t.is_zero()) {
-                self.err(Kind::Validation, format!("{at}.timeout"), "must be greater than 0");
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.timeout"),
+                    "must be greater than 0",
+                );
             }
             out.push(Route {
                 name,
@@ -610,7 +760,8 @@ fn valid_host_pattern(s: &str) -> bool {
         && name.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
                 && !l.starts_with('-')
         })
         && (!s.starts_with("*.") || name.contains('.'))

@@ -37,7 +37,9 @@ pub struct RawAdmin {
 
 impl Default for RawAdmin {
     fn default() -> Self {
-        RawAdmin { listen: d_admin_listen() }
+        RawAdmin {
+            listen: d_admin_listen(),
+        }
     }
 }
 

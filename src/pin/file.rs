@@ -56,20 +56,33 @@ struct RawPin {
 
 /// Loads every `*.toml` in `dir` as a pin set named after the file; other files are ignored.
 /// `base` is the directory that `source` paths are relative to (the config file's).
-pub fn load_pin_sets(dir: &Path, base: &Path, files: &mut Files) -> Result<BTreeMap<String, PinSet>, Problems> {
+pub fn load_pin_sets(
+    dir: &Path,
+    base: &Path,
+    files: &mut Files,
+) -> Result<BTreeMap<String, PinSet>, Problems> {
     let mut problems = Problems::default();
     let mut sets = BTreeMap::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
             files.note_missing(dir);
-            return Err(Problem::error(Kind::File, dir, "", format!("cannot read the pin directory: {e}")).into());
+            return Err(Problem::error(
+                Kind::File,
+                dir,
+                "",
+                format!("cannot read the pin directory: {e}"),
+            )
+            .into());
         }
     };
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     paths.sort();
     for path in paths {
@@ -83,14 +96,19 @@ pub fn load_pin_sets(dir: &Path, base: &Path, files: &mut Files) -> Result<BTree
             Err(p) => problems.extend(p),
         }
     }
-    if problems.has_errors() { Err(problems) } else { Ok(sets) }
+    if problems.has_errors() {
+        Err(problems)
+    } else {
+        Ok(sets)
+    }
 }
 
 fn load_one(name: &str, path: &Path, base: &Path, files: &mut Files) -> Result<PinSet, Problems> {
     let bytes = files
         .read(path)
         .map_err(|e| Problem::error(Kind::File, path, "", format!("cannot read: {e}")))?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| Problem::error(Kind::Parse, path, "", "not UTF-8 text"))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Problem::error(Kind::Parse, path, "", "not UTF-8 text"))?;
     let raw: RawPinSet = crate::config::parse_toml(text, path)?;
 
     let mut problems = Problems::default();
@@ -101,14 +119,25 @@ fn load_one(name: &str, path: &Path, base: &Path, files: &mut Files) -> Result<P
         _ => None,
     };
     let Some(expires) = expires else {
-        return Err(Problem::error(Kind::Validation, path, "expires", "must be a date like 2027-06-30 (no time)").into());
+        return Err(Problem::error(
+            Kind::Validation,
+            path,
+            "expires",
+            "must be a date like 2027-06-30 (no time)",
+        )
+        .into());
     };
     let mode = match raw.mode {
         RawMode::Enforce => PinMode::Enforce,
         RawMode::Report => PinMode::Report,
     };
     if raw.pin.is_empty() {
-        problems.push(Problem::error(Kind::Validation, path, "pin", "a pin set needs at least one [[pin]]"));
+        problems.push(Problem::error(
+            Kind::Validation,
+            path,
+            "pin",
+            "a pin set needs at least one [[pin]]",
+        ));
     }
     let mut pins = Vec::with_capacity(raw.pin.len());
     for (i, p) in raw.pin.into_iter().enumerate() {
@@ -116,7 +145,12 @@ fn load_one(name: &str, path: &Path, base: &Path, files: &mut Files) -> Result<P
         let pin: Pin = match p.sha256.parse() {
             Ok(pin) => pin,
             Err(e) => {
-                problems.push(Problem::error(Kind::Validation, path, field, format!("\"{}\" {e}", p.sha256)));
+                problems.push(Problem::error(
+                    Kind::Validation,
+                    path,
+                    field,
+                    format!("\"{}\" {e}", p.sha256),
+                ));
                 continue;
             }
         };
@@ -130,12 +164,21 @@ fn load_one(name: &str, path: &Path, base: &Path, files: &mut Files) -> Result<P
             continue;
         }
         if pins.iter().any(|e: &PinEntry| e.pin == pin) {
-            problems.push(Problem::error(Kind::Validation, path, field, format!("\"{pin}\" is listed twice")));
+            problems.push(Problem::error(
+                Kind::Validation,
+                path,
+                field,
+                format!("\"{pin}\" is listed twice"),
+            ));
             continue;
         }
         pins.push(PinEntry {
             pin,
-            label: if p.label.is_empty() { format!("pin[{i}]") } else { p.label },
+            label: if p.label.is_empty() {
+                format!("pin[{i}]")
+            } else {
+                p.label
+            },
             kind: match p.kind {
                 RawKind::Key => PinKind::Key,
                 RawKind::Ca => PinKind::Ca,

@@ -67,7 +67,10 @@ pub enum KeyAlgorithm {
 impl KeyAlgorithm {
     /// TrustKit pins RSA 2048/3072/4096 and EC P-256/P-384 keys only.
     pub fn trustkit_supported(&self) -> bool {
-        matches!(self, KeyAlgorithm::Rsa(2048 | 3072 | 4096) | KeyAlgorithm::EcP256 | KeyAlgorithm::EcP384)
+        matches!(
+            self,
+            KeyAlgorithm::Rsa(2048 | 3072 | 4096) | KeyAlgorithm::EcP256 | KeyAlgorithm::EcP384
+        )
     }
 }
 
@@ -102,11 +105,17 @@ pub struct CertInfo {
 impl CertInfo {
     /// Whether `host` (no port) is covered by the certificate's SANs, wildcards included.
     pub fn covers_host(&self, host: &str) -> bool {
-        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
             return self.ip_addrs.contains(&ip);
         }
         let host = host.trim_end_matches('.');
-        self.dns_names.iter().any(|name| dns_name_matches(name, host))
+        self.dns_names
+            .iter()
+            .any(|name| dns_name_matches(name, host))
     }
 }
 
@@ -170,9 +179,15 @@ pub fn material_from_bytes(data: &[u8]) -> Result<Vec<Material>, MaterialError> 
                 out.push(m);
             }
         }
-        return if out.is_empty() { Err(MaterialError::Nothing) } else { Ok(out) };
+        return if out.is_empty() {
+            Err(MaterialError::Nothing)
+        } else {
+            Ok(out)
+        };
     }
-    from_der_guess(data).map(|m| vec![m]).ok_or(MaterialError::Nothing)
+    from_der_guess(data)
+        .map(|m| vec![m])
+        .ok_or(MaterialError::Nothing)
 }
 
 fn from_section(kind: SectionKind, der: &[u8]) -> Result<Option<Material>, MaterialError> {
@@ -180,9 +195,15 @@ fn from_section(kind: SectionKind, der: &[u8]) -> Result<Option<Material>, Mater
         SectionKind::Certificate => certificate(der)?,
         SectionKind::PublicKey => public_key(der)?,
         SectionKind::Csr => csr(der)?,
-        SectionKind::PrivateKey => private_key(PrivatePkcs8KeyDer::from(der.to_vec()).into(), "PKCS#8")?,
-        SectionKind::EcPrivateKey => private_key(PrivateSec1KeyDer::from(der.to_vec()).into(), "SEC1")?,
-        SectionKind::RsaPrivateKey => private_key(PrivatePkcs1KeyDer::from(der.to_vec()).into(), "PKCS#1")?,
+        SectionKind::PrivateKey => {
+            private_key(PrivatePkcs8KeyDer::from(der.to_vec()).into(), "PKCS#8")?
+        }
+        SectionKind::EcPrivateKey => {
+            private_key(PrivateSec1KeyDer::from(der.to_vec()).into(), "SEC1")?
+        }
+        SectionKind::RsaPrivateKey => {
+            private_key(PrivatePkcs1KeyDer::from(der.to_vec()).into(), "PKCS#1")?
+        }
         _ => return Ok(None),
     }))
 }
@@ -207,10 +228,11 @@ fn certificate(der: &[u8]) -> Result<Material, MaterialError> {
 }
 
 fn csr(der: &[u8]) -> Result<Material, MaterialError> {
-    let (rest, req) = X509CertificationRequest::from_der(der).map_err(|e| MaterialError::Parse {
-        what: "CSR",
-        detail: e.to_string(),
-    })?;
+    let (rest, req) =
+        X509CertificationRequest::from_der(der).map_err(|e| MaterialError::Parse {
+            what: "CSR",
+            detail: e.to_string(),
+        })?;
     if !rest.is_empty() {
         return Err(MaterialError::Parse {
             what: "CSR",
@@ -234,7 +256,9 @@ fn public_key(der: &[u8]) -> Result<Material, MaterialError> {
             detail: "not a SubjectPublicKeyInfo".into(),
         });
     }
-    Ok(Material::PublicKey { spki: spki.raw.to_vec() })
+    Ok(Material::PublicKey {
+        spki: spki.raw.to_vec(),
+    })
 }
 
 fn private_key(key: PrivateKeyDer<'_>, form: &'static str) -> Result<Material, MaterialError> {
@@ -258,7 +282,11 @@ pub(crate) fn key_algorithm(spki: &SubjectPublicKeyInfo<'_>) -> KeyAlgorithm {
         };
     }
     if *alg == x509_parser::oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY {
-        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok());
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok());
         return match curve {
             Some(c) if c == x509_parser::oid_registry::OID_EC_P256 => KeyAlgorithm::EcP256,
             Some(c) if c == x509_parser::oid_registry::OID_NIST_EC_P384 => KeyAlgorithm::EcP384,

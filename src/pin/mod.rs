@@ -16,7 +16,10 @@ use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
 pub use file::{PIN_DIR, load_pin_sets};
-pub use material::{CertInfo, KeyAlgorithm, Material, MaterialError, cert_info, material_from_bytes};
+pub(crate) use material::dns_name_matches;
+pub use material::{
+    CertInfo, KeyAlgorithm, Material, MaterialError, cert_info, material_from_bytes,
+};
 
 /// SHA-256 of a DER SubjectPublicKeyInfo.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,9 +51,12 @@ impl Pin {
 
     /// A value someone typed to fill a slot: one repeated byte or a short repeated block.
     pub fn is_placeholder(&self) -> bool {
-        [1usize, 2, 3, 4, 8, 16]
-            .iter()
-            .any(|&period| self.0.iter().enumerate().all(|(i, b)| *b == self.0[i % period]))
+        [1usize, 2, 3, 4, 8, 16].iter().any(|&period| {
+            self.0
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == self.0[i % period])
+        })
     }
 }
 
@@ -68,7 +74,9 @@ impl fmt::Debug for Pin {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PinParseError {
-    #[error("not standard base64 (expected 44 characters like \"tM/u/k5HeJDvkIGDie9SHfQDQ7YyORlmFwn21Gyen0g=\", without a \"sha256/\" prefix)")]
+    #[error(
+        "not standard base64 (expected 44 characters like \"tM/u/k5HeJDvkIGDie9SHfQDQ7YyORlmFwn21Gyen0g=\", without a \"sha256/\" prefix)"
+    )]
     Base64,
     #[error("decodes to {0} bytes, a SHA-256 pin has 32")]
     Length(usize),
@@ -83,9 +91,13 @@ impl FromStr for Pin {
         if s.starts_with("sha256/") {
             return Err(PinParseError::Prefixed);
         }
-        let bytes = STANDARD.decode(s.trim()).map_err(|_| PinParseError::Base64)?;
+        let bytes = STANDARD
+            .decode(s.trim())
+            .map_err(|_| PinParseError::Base64)?;
         let len = bytes.len();
-        <[u8; 32]>::try_from(bytes).map(Pin).map_err(|_| PinParseError::Length(len))
+        <[u8; 32]>::try_from(bytes)
+            .map(Pin)
+            .map_err(|_| PinParseError::Length(len))
     }
 }
 
@@ -187,7 +199,9 @@ mod tests {
 
     #[test]
     fn spots_placeholders() {
-        let a: Pin = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".parse().expect("32 bytes");
+        let a: Pin = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+            .parse()
+            .expect("32 bytes");
         assert!(a.is_placeholder());
         let mut block = [0u8; 32];
         for (i, b) in block.iter_mut().enumerate() {

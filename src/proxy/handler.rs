@@ -1,0 +1,289 @@
+//! One request: host and path checks, route lookup, forwarding, and the one `match` from
+//! failure to status code. Clients get a short body; the log gets the detail.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+
+use super::activity::Activity;
+use super::headers;
+use crate::body::{Counted, ResponseBody, Tracked, local};
+use crate::config::has_dot_segment;
+use crate::routes::{RouteEntry, upstream_path};
+use crate::snapshot::{Live, Snapshot};
+use crate::tls::ListenerTls;
+use crate::upstream::ErrorKind;
+
+/// What the proxy knows about the client connection a request came on.
+#[derive(Debug)]
+pub struct ConnCtx {
+    pub listener: Arc<str>,
+    pub peer: SocketAddr,
+    pub sni: Option<String>,
+    pub tls_version: &'static str,
+    /// The listener's TLS as of the handshake: the certificate served stays the one checked.
+    pub tls: Arc<ListenerTls>,
+    pub cert: usize,
+    pub activity: Arc<Activity>,
+}
+
+/// Why the proxy answered itself instead of forwarding.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    NoHost,
+    DotSegments,
+    Upgrade,
+    MisdirectedHost,
+    NoRoute,
+    Upstream(ErrorKind),
+}
+
+impl Refusal {
+    fn response(self) -> (StatusCode, &'static str) {
+        match self {
+            Refusal::NoHost => (StatusCode::BAD_REQUEST, "bad request: no host\n"),
+            Refusal::DotSegments => (
+                StatusCode::BAD_REQUEST,
+                "bad request: dot segments in path\n",
+            ),
+            Refusal::Upgrade => (
+                StatusCode::NOT_IMPLEMENTED,
+                "protocol upgrades are not supported\n",
+            ),
+            Refusal::MisdirectedHost => (StatusCode::MISDIRECTED_REQUEST, "misdirected request\n"),
+            Refusal::NoRoute => (StatusCode::NOT_FOUND, "not found\n"),
+            Refusal::Upstream(ErrorKind::Timeout) => {
+                (StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
+            }
+            Refusal::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream unavailable\n"),
+        }
+    }
+}
+
+/// Everything the access log line needs, filled in as the request goes.
+struct Record {
+    ctx: Arc<ConnCtx>,
+    start: Instant,
+    method: Method,
+    host: String,
+    path: String,
+    route: String,
+    upstream: String,
+    status: u16,
+    bytes_in: Arc<AtomicU64>,
+    access_log: bool,
+}
+
+pub async fn handle(
+    req: Request<Incoming>,
+    ctx: Arc<ConnCtx>,
+    live: Arc<Live>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    ctx.activity.request_started();
+    let snap = live.current();
+    let mut rec = Record {
+        ctx: ctx.clone(),
+        start: Instant::now(),
+        method: req.method().clone(),
+        host: String::new(),
+        path: req.uri().path().to_string(),
+        route: "-".to_string(),
+        upstream: "-".to_string(),
+        status: 0,
+        bytes_in: Arc::new(AtomicU64::new(0)),
+        access_log: snap.config.log.access,
+    };
+    let result = forward(req, &ctx, &snap, &mut rec).await;
+    let mut resp = match result {
+        Ok(resp) => resp,
+        Err(refusal) => {
+            let (status, text) = refusal.response();
+            if let Refusal::Upstream(kind) = refusal {
+                live.shared
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[rec.upstream.as_str(), kind.as_label()])
+                    .inc();
+            }
+            let mut resp = Response::new(local(text));
+            *resp.status_mut() = status;
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            resp
+        }
+    };
+    rec.status = resp.status().as_u16();
+    let metrics = &live.shared.metrics;
+    let elapsed = rec.start.elapsed().as_secs_f64();
+    metrics
+        .request_duration
+        .with_label_values(&[&*ctx.listener, rec.route.as_str()])
+        .observe(elapsed);
+    let code = resp.status();
+    metrics
+        .requests
+        .with_label_values(&[&*ctx.listener, rec.route.as_str(), code.as_str()])
+        .inc();
+    resp.body_mut()
+        .set_done(Box::new(move |bytes_out| finish(rec, bytes_out)));
+    Ok(resp)
+}
+
+async fn forward(
+    req: Request<Incoming>,
+    ctx: &ConnCtx,
+    snap: &Snapshot,
+    rec: &mut Record,
+) -> Result<Response<ResponseBody>, Refusal> {
+    let (mut parts, body) = req.into_parts();
+    let host_value = match parts.uri.authority() {
+        Some(a) => a.as_str().to_string(),
+        None => parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .ok_or(Refusal::NoHost)?,
+    };
+    let host = host_only(&host_value).to_ascii_lowercase();
+    rec.host = host.clone();
+    if has_dot_segment(parts.uri.path()) {
+        return Err(Refusal::DotSegments);
+    }
+    if parts.method == Method::CONNECT || headers::is_upgrade(&parts.headers) {
+        return Err(Refusal::Upgrade);
+    }
+    if !ctx.tls.certs[ctx.cert].path[0].covers_host(&host) {
+        return Err(Refusal::MisdirectedHost);
+    }
+    let RouteEntry { route, upstream } = snap
+        .routes
+        .find(&host, parts.uri.path())
+        .ok_or(Refusal::NoRoute)?;
+    rec.route = route.name.clone();
+    rec.upstream = upstream.config.name.clone();
+
+    let up = &upstream.config;
+    let mut path_and_query = upstream_path(&up.base_path, route, parts.uri.path());
+    if let Some(q) = parts.uri.query() {
+        path_and_query.push('?');
+        path_and_query.push_str(q);
+    }
+    parts.uri = Uri::builder()
+        .scheme(if up.tls { "https" } else { "http" })
+        .authority(up.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|_| Refusal::DotSegments)?;
+    // The upstream connection picks its own version (ALPN); the pool rejects a mismatch.
+    parts.version = Version::HTTP_11;
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::set_forwarded(&mut parts.headers, ctx.peer.ip(), &host_value);
+    let host_header = if route.preserve_host {
+        host_value.as_str()
+    } else {
+        up.authority.as_str()
+    };
+    match HeaderValue::from_str(host_header) {
+        Ok(v) => {
+            parts.headers.insert(header::HOST, v);
+        }
+        Err(_) => return Err(Refusal::NoHost),
+    }
+    let req = Request::from_parts(
+        parts,
+        Either::Left(Counted::new(body, rec.bytes_in.clone())),
+    );
+    let resp = match tokio::time::timeout(route.timeout, upstream.send(req)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::warn!(upstream = %up.name, kind = e.kind.as_label(), cause = %ErrorChain(&e), "upstream request failed");
+            return Err(Refusal::Upstream(e.kind));
+        }
+        Err(_) => {
+            tracing::warn!(upstream = %up.name, timeout = ?route.timeout, "upstream response timed out");
+            return Err(Refusal::Upstream(ErrorKind::Timeout));
+        }
+    };
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(
+        parts,
+        Tracked::new(Either::Left(body), None),
+    ))
+}
+
+fn finish(rec: Record, bytes_out: u64) {
+    rec.ctx.activity.request_done();
+    if !rec.access_log {
+        return;
+    }
+    tracing::info!(
+        target: "pinproxy::access",
+        client = %rec.ctx.peer,
+        listener = %rec.ctx.listener,
+        sni = rec.ctx.sni.as_deref().unwrap_or("-"),
+        tls = rec.ctx.tls_version,
+        method = %rec.method,
+        host = %rec.host,
+        path = %rec.path,
+        status = rec.status,
+        route = %rec.route,
+        upstream = %rec.upstream,
+        duration_ms = rec.start.elapsed().as_secs_f64() * 1000.0,
+        bytes_in = rec.bytes_in.load(Ordering::Relaxed),
+        bytes_out,
+        "request"
+    );
+}
+
+/// The host part of a Host header or authority (no port, no brackets).
+fn host_only(v: &str) -> &str {
+    if let Some(rest) = v.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    v.rsplit_once(':').map_or(v, |(h, port)| {
+        if port.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            v
+        }
+    })
+}
+
+/// Prints an error with its sources, one level each, for the log.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cur = self.0.source();
+        while let Some(e) = cur {
+            write!(f, ": {e}")?;
+            cur = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_only;
+
+    #[test]
+    fn host_only_strips_ports_and_brackets() {
+        assert_eq!(host_only("api.example.com:8443"), "api.example.com");
+        assert_eq!(host_only("api.example.com"), "api.example.com");
+        assert_eq!(host_only("[::1]:8443"), "::1");
+        assert_eq!(host_only("127.0.0.1"), "127.0.0.1");
+    }
+}

@@ -1,0 +1,244 @@
+//! Client side of the proxy: accept, TLS handshake with the listener's current config,
+//! HTTP/1.1 or HTTP/2 by ALPN, and the per-connection timers.
+//!
+//! A handshake uses the snapshot current at accept; every request reads the current snapshot
+//! again, so a long-lived HTTP/2 connection sees new routes and upstream pins. This module
+//! never sees the config file format.
+
+mod activity;
+mod handler;
+mod headers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use rustls::AlertDescription;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+use crate::snapshot::Live;
+use crate::tls::ListenerTls;
+use activity::{Activity, ActivityIo, Verdict};
+
+pub use handler::ConnCtx;
+
+/// Accepts connections on `listener` until `shutdown` turns true; connections are spawned on
+/// `tracker`, and told to finish gracefully on shutdown.
+pub async fn serve_listener(
+    name: String,
+    listener: TcpListener,
+    live: Arc<Live>,
+    tracker: TaskTracker,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name: Arc<str> = Arc::from(name);
+    let open = Arc::new(AtomicUsize::new(0));
+    let metrics = live.shared.metrics.clone();
+    let open_gauge = metrics.connections_open.with_label_values(&[&*name]);
+    let rejected = metrics.connections_rejected.with_label_values(&[&*name]);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(listener = %name, cause = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let snap = live.current();
+        let max = snap.config.limits.max_connections;
+        if open.load(Ordering::Relaxed) >= max {
+            rejected.inc();
+            tracing::debug!(listener = %name, client = %peer, "over max_connections, closed");
+            drop(tcp);
+            continue;
+        }
+        let Some(tls) = snap.listeners.get(&*name).cloned() else {
+            // The listener was removed from the config; it keeps serving until restart.
+            tracing::debug!(listener = %name, "listener not in the current config");
+            continue;
+        };
+        open.fetch_add(1, Ordering::Relaxed);
+        open_gauge.inc();
+        let guard = OpenGuard(open.clone(), open_gauge.clone());
+        let live = live.clone();
+        let shutdown = shutdown.clone();
+        let name = name.clone();
+        let span = tracing::debug_span!("conn", listener = %name, client = %peer);
+        tracker.spawn(
+            async move {
+                let _guard = guard;
+                let _ = tcp.set_nodelay(true);
+                serve_connection(name, tcp, peer, tls, live, shutdown).await;
+            }
+            .instrument(span),
+        );
+    }
+}
+
+struct OpenGuard(Arc<AtomicUsize>, prometheus::IntGauge);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.1.dec();
+    }
+}
+
+async fn serve_connection(
+    listener: Arc<str>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Arc<ListenerTls>,
+    live: Arc<Live>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limits = live.current().config.limits.clone();
+    let metrics = &live.shared.metrics;
+    let acceptor = TlsAcceptor::from(tls.config.clone());
+    let stream =
+        match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                let reason = handshake_reason(&e);
+                metrics
+                    .tls_handshake_errors
+                    .with_label_values(&[&*listener, reason])
+                    .inc();
+                tracing::debug!(reason, cause = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                metrics
+                    .tls_handshake_errors
+                    .with_label_values(&[&*listener, "timeout"])
+                    .inc();
+                tracing::debug!("TLS handshake timed out");
+                return;
+            }
+        };
+    let (_, session) = stream.get_ref();
+    let http2 = session.alpn_protocol() == Some(b"h2");
+    let sni = session.server_name().map(str::to_string);
+    let tls_version = match session.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "-",
+    };
+    let cert = tls.resolver.pick(sni.as_deref());
+    let activity = Arc::new(Activity::new(!http2));
+    let ctx = Arc::new(ConnCtx {
+        listener,
+        peer,
+        sni,
+        tls_version,
+        tls,
+        cert,
+        activity: activity.clone(),
+    });
+    let io = TokioIo::new(ActivityIo::new(stream, activity.clone()));
+    let service = {
+        let live = live.clone();
+        service_fn(move |req| handler::handle(req, ctx.clone(), live.clone()))
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if http2 {
+        builder = builder.http2_only();
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(limits.max_header_bytes as u32)
+            .keep_alive_interval(Some(KEEPALIVE_PING.min(limits.idle_timeout)))
+            .keep_alive_timeout(KEEPALIVE_PING_TIMEOUT);
+    } else {
+        builder = builder.http1_only();
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            // hyper's own timer also runs while a keep-alive connection idles, which would cut
+            // idle connections at the head timeout; the watchdog below keeps the two apart.
+            .header_read_timeout(None)
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .keep_alive(true);
+    }
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let tick = (limits.header_read_timeout.min(limits.idle_timeout) / 4)
+        .clamp(Duration::from_millis(5), Duration::from_secs(1));
+    let mut watchdog = tokio::time::interval(tick);
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closing = *shutdown.borrow();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(cause = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = watchdog.tick() => match activity.verdict(limits.header_read_timeout, limits.idle_timeout) {
+                Verdict::Fine => {}
+                Verdict::Idle if !closing => {
+                    closing = true;
+                    tracing::debug!("idle timeout");
+                    conn.as_mut().graceful_shutdown();
+                }
+                Verdict::Idle => {}
+                Verdict::HeadTimeout => {
+                    tracing::debug!("request head not complete within header_read_timeout");
+                    return;
+                }
+            },
+            _ = shutdown.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// The `reason` label for a failed handshake. A client that alerts about our certificate is
+/// the sign that an app refuses the pin.
+fn handshake_reason(e: &std::io::Error) -> &'static str {
+    let Some(err) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return "other";
+    };
+    match err {
+        rustls::Error::AlertReceived(
+            AlertDescription::BadCertificate
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::UnknownCA
+            | AlertDescription::AccessDenied,
+        ) => "client_rejected_certificate",
+        rustls::Error::AlertReceived(_)
+        | rustls::Error::InvalidMessage(_)
+        | rustls::Error::PeerIncompatible(_)
+        | rustls::Error::PeerMisbehaved(_)
+        | rustls::Error::InappropriateMessage { .. }
+        | rustls::Error::InappropriateHandshakeMessage { .. }
+        | rustls::Error::NoApplicationProtocol
+        | rustls::Error::DecryptError => "protocol",
+        _ => "other",
+    }
+}
+
+const KEEPALIVE_PING: Duration = Duration::from_secs(30);
+const KEEPALIVE_PING_TIMEOUT: Duration = Duration::from_secs(20);

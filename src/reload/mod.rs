@@ -1,0 +1,246 @@
+//! Hot reload: on any trigger, rebuild the whole snapshot aside, validate it, and swap it in —
+//! or keep the running one and say exactly why.
+//!
+//! Every trigger re-reads everything and compares the content digest with what is running, so
+//! a no-op event is not a reload and reverting a bad edit recovers. A failed reload changes
+//! nothing but the reload metrics, the status, and one error log naming file and field.
+
+mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::diag::Problems;
+use crate::files::Files;
+use crate::snapshot::{self, Live, Snapshot, unix_now};
+
+pub use watch::{Trigger, watch_files};
+
+/// The outcome of the last reload attempts, for `/status` and the metrics.
+#[derive(Debug)]
+pub struct ReloadStatus {
+    last_ok: AtomicBool,
+    last_success: AtomicI64,
+    last_attempt: AtomicI64,
+    last_error: Mutex<Option<String>>,
+    /// Digest of the inputs of the last failed attempt, so the same bad files are reported once.
+    failed_digest: Mutex<Option<String>>,
+}
+
+impl ReloadStatus {
+    pub fn new() -> Self {
+        let now = unix_now();
+        ReloadStatus {
+            last_ok: AtomicBool::new(true),
+            last_success: AtomicI64::new(now),
+            last_attempt: AtomicI64::new(now),
+            last_error: Mutex::new(None),
+            failed_digest: Mutex::new(None),
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "last_successful": self.last_ok.load(Ordering::Relaxed),
+            "last_success": crate::tls::fmt_time(self.last_success.load(Ordering::Relaxed)),
+            "last_attempt": crate::tls::fmt_time(self.last_attempt.load(Ordering::Relaxed)),
+            "last_error": *self.last_error.lock().unwrap_or_else(|p| p.into_inner()),
+        })
+    }
+}
+
+impl Default for ReloadStatus {
+    fn default() -> Self {
+        ReloadStatus::new()
+    }
+}
+
+/// What one reload attempt did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Inputs are the same as what runs (after a failure: recovered).
+    Unchanged,
+    /// Inputs are the same bad ones as last time; already reported.
+    StillFailing,
+    Swapped {
+        generation: u64,
+    },
+    Failed,
+}
+
+/// Rebuilds from `path` and swaps the result in if it differs from what runs.
+pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: &str) -> Outcome {
+    let cur = live.current();
+    let metrics = &live.shared.metrics;
+    let mut files = Files::new();
+    let result = snapshot::build(
+        path,
+        &live.shared,
+        Some(&cur),
+        cur.generation + 1,
+        &mut files,
+    );
+    let digest = files.digest();
+    status.last_attempt.store(unix_now(), Ordering::Relaxed);
+    match result {
+        Ok(next) if next.digest == cur.digest => {
+            if !status.last_ok.swap(true, Ordering::Relaxed) {
+                tracing::info!(
+                    trigger,
+                    "files match the running config again; last reload failure cleared"
+                );
+                metrics.config_last_reload_ok.set(1);
+                *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *status
+                    .failed_digest
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            Outcome::Unchanged
+        }
+        Ok(next) => {
+            let generation = next.generation;
+            log_changes(&cur, &next);
+            for w in next.warnings.warnings() {
+                tracing::warn!("{w}");
+            }
+            let names: Vec<&str> = next.config.upstreams.keys().map(String::as_str).collect();
+            live.shared.retain_observers(&names);
+            publish(live, next, Some(&cur.digest));
+            status.last_ok.store(true, Ordering::Relaxed);
+            status.last_success.store(unix_now(), Ordering::Relaxed);
+            *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *status
+                .failed_digest
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            metrics
+                .config_reloads
+                .with_label_values(&["success", ""])
+                .inc();
+            metrics.config_last_reload_ok.set(1);
+            metrics.config_last_reload_ok_ts.set(unix_now() as f64);
+            tracing::info!(trigger, generation, sha256 = %live.current().digest, "config reloaded");
+            Outcome::Swapped { generation }
+        }
+        Err(problems) => {
+            let mut failed = status
+                .failed_digest
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if failed.as_deref() == Some(digest.as_str()) {
+                return Outcome::StillFailing;
+            }
+            *failed = Some(digest);
+            drop(failed);
+            let reason = problems
+                .first_error_kind()
+                .map_or("validation", |k| k.as_label());
+            metrics
+                .config_reloads
+                .with_label_values(&["failure", reason])
+                .inc();
+            metrics.config_last_reload_ok.set(0);
+            status.last_ok.store(false, Ordering::Relaxed);
+            *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(problems.to_string());
+            tracing::error!(trigger, reason, errors = %problems, "reload rejected; the running config stays");
+            Outcome::Failed
+        }
+    }
+}
+
+/// Makes `next` the running snapshot and updates the config metrics.
+pub fn publish(live: &Live, next: Snapshot, old_digest: Option<&str>) {
+    let metrics = &live.shared.metrics;
+    if let Some(old) = old_digest.filter(|d| *d != next.digest) {
+        let _ = metrics.config_info.remove_label_values(&[old]);
+    }
+    metrics
+        .config_info
+        .with_label_values(&[next.digest.as_str()])
+        .set(1);
+    metrics.config_generation.set(next.generation as i64);
+    live.swap(next);
+}
+
+/// Logs what changed, which parts need a restart, and which pin each served chain now matches
+/// (renewal on the same key, or rotation to a shipped backup).
+fn log_changes(cur: &Snapshot, next: &Snapshot) {
+    for item in needs_restart(&cur.config, &next.config) {
+        tracing::warn!(item = %item, "changed in the config but needs a restart to apply");
+    }
+    for (name, tls) in &next.listeners {
+        let old = cur.listeners.get(name);
+        for (c, cert) in tls.certs.iter().enumerate() {
+            let old_pin = old.and_then(|o| o.certs.get(c)).map(|o| o.path[0].pin);
+            let change = match old_pin {
+                Some(p) if p == cert.path[0].pin => {
+                    if old.and_then(|o| o.certs.get(c)).map(|o| &o.path[0].serial)
+                        == Some(&cert.path[0].serial)
+                    {
+                        continue;
+                    }
+                    "renewal on the same key"
+                }
+                Some(_) => "rotation to a new key",
+                None => "new certificate",
+            };
+            for m in tls.matches.iter().filter(|m| m.cert == cert.field) {
+                let matched: Vec<String> = m
+                    .matched
+                    .iter()
+                    .map(|p| format!("{} ({})", p.label, p.position.as_str()))
+                    .collect();
+                tracing::info!(listener = %name, cert = %cert.field, change, subject = %cert.path[0].subject,
+                    pin_set = %m.pin_set, matched = ?matched, "served certificate changed");
+            }
+        }
+    }
+}
+
+/// Items that differ between two configs and cannot be applied in place.
+pub fn needs_restart(cur: &Config, next: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in &next.listeners {
+        match cur.listeners.iter().find(|c| c.name == l.name) {
+            None => out.push(format!("listener \"{}\" added", l.name)),
+            Some(c) if c.listen != l.listen => {
+                out.push(format!("listener \"{}\" listen address", l.name))
+            }
+            _ => {}
+        }
+    }
+    for c in &cur.listeners {
+        if !next.listeners.iter().any(|l| l.name == c.name) {
+            out.push(format!(
+                "listener \"{}\" removed (it keeps serving its last certificates)",
+                c.name
+            ));
+        }
+    }
+    if cur.admin != next.admin {
+        out.push("[admin]".into());
+    }
+    if cur.log.format != next.log.format {
+        out.push("[log] format".into());
+    }
+    out
+}
+
+/// The config path and the files a snapshot was built from: what the watcher must follow.
+pub fn inputs(snap: &Snapshot) -> Vec<PathBuf> {
+    let mut v = snap.files.clone();
+    v.push(snap.config.file.clone());
+    v.push(snap.config.dir.join(crate::pin::PIN_DIR));
+    v
+}
+
+/// Problems of a failed first load, for the start-up error.
+pub fn describe(problems: &Problems) -> String {
+    problems.errors().map(|p| format!("  - {p}\n")).collect()
+}

@@ -1,0 +1,251 @@
+//! One immutable snapshot of everything a handshake or request needs — server TLS per
+//! listener, routes, upstream clients with their pools — built whole from the files and
+//! published in one step.
+//!
+//! Building is all-or-nothing: any error leaves nothing behind. Parts whose inputs did not
+//! change are carried over from the previous snapshot, so TLS session caches and upstream
+//! pools survive a reload that does not touch them, and nothing built under an older trust or
+//! pin configuration is ever reused when it did change.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use sha2::{Digest, Sha256};
+
+use crate::config::{self, Config};
+use crate::diag::{Kind, Problem, Problems};
+use crate::files::Files;
+use crate::metrics::Metrics;
+use crate::routes::{RouteEntry, RouteTable};
+use crate::tls::{self, ListenerTls, UpstreamObserver};
+use crate::upstream::UpstreamClient;
+
+/// Everything one config generation serves with.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub generation: u64,
+    pub config: Arc<Config>,
+    /// SHA-256 over every file read, in a canonical order (`pinproxy_config_info`).
+    pub digest: String,
+    /// Every file the snapshot was built from (what the watcher watches).
+    pub files: Vec<PathBuf>,
+    pub listeners: HashMap<String, Arc<ListenerTls>>,
+    pub routes: RouteTable,
+    pub upstreams: HashMap<String, Arc<UpstreamClient>>,
+    pub warnings: Problems,
+    pub built_at: SystemTime,
+    fingerprints: HashMap<String, [u8; 32]>,
+}
+
+/// What outlives snapshots: the metrics, the crypto provider, per-upstream observations.
+#[derive(Debug)]
+pub struct Shared {
+    pub metrics: Metrics,
+    pub provider: Arc<CryptoProvider>,
+    /// Woken when an upstream shows a new verified path.
+    pub upstream_seen: Arc<tokio::sync::Notify>,
+    observers: Mutex<HashMap<String, Arc<UpstreamObserver>>>,
+}
+
+impl Shared {
+    pub fn new(metrics: Metrics) -> Self {
+        Shared {
+            metrics,
+            provider: tls::provider(),
+            upstream_seen: Arc::new(tokio::sync::Notify::new()),
+            observers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn observer(&self, upstream: &str) -> Arc<UpstreamObserver> {
+        let mut map = self.observers.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(upstream.to_string())
+            .or_insert_with(|| {
+                UpstreamObserver::new(upstream, self.metrics.clone(), self.upstream_seen.clone())
+            })
+            .clone()
+    }
+
+    /// Drops the observations of upstreams no longer configured.
+    pub fn retain_observers(&self, names: &[&str]) {
+        let mut map = self.observers.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|k, _| names.contains(&k.as_str()));
+    }
+}
+
+/// The swap point: the current snapshot, read per handshake and per request.
+#[derive(Debug)]
+pub struct Live {
+    pub shared: Shared,
+    current: ArcSwap<Snapshot>,
+}
+
+impl Live {
+    pub fn new(shared: Shared, first: Snapshot) -> Self {
+        Live {
+            shared,
+            current: ArcSwap::from_pointee(first),
+        }
+    }
+
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub fn swap(&self, next: Snapshot) -> Arc<Snapshot> {
+        self.current.swap(Arc::new(next))
+    }
+}
+
+/// Loads and validates everything and builds a snapshot, reusing unchanged parts of `prev`.
+/// Warnings are kept in the snapshot.
+/// `files` collects every file read, so a caller can tell a changed input from a repeat even
+/// when the build fails.
+pub fn build(
+    path: &Path,
+    shared: &Shared,
+    prev: Option<&Snapshot>,
+    generation: u64,
+    files: &mut Files,
+) -> Result<Snapshot, Problems> {
+    let (config, mut warnings) = config::load(path, files)?;
+    let now = unix_now();
+    let mut problems = Problems::default();
+    problems.extend(tls::check_pin_sources(&config.pin_sets, files));
+
+    let mut listeners = HashMap::new();
+    let mut fingerprints = HashMap::new();
+    for (li, l) in config.listeners.iter().enumerate() {
+        match tls::build_listener(&config, li, files, &shared.provider, now) {
+            Ok((mut built, w)) => {
+                warnings.extend(w);
+                let key = format!("listener/{}", l.name);
+                let fp = fingerprint(
+                    format!("{l:?}"),
+                    &l.certs
+                        .iter()
+                        .flat_map(|c| [Some(&c.chain), Some(&c.key), c.anchor.as_ref()])
+                        .flatten()
+                        .collect::<Vec<_>>(),
+                    &files,
+                );
+                if let Some(old) = prev
+                    .and_then(|p| p.listeners.get(&l.name))
+                    .filter(|_| prev.and_then(|p| p.fingerprints.get(&key)) == Some(&fp))
+                {
+                    // Same certificates and keys: keep the config, and with it session tickets and caches.
+                    built.config = old.config.clone();
+                    built.resolver = old.resolver.clone();
+                }
+                fingerprints.insert(key, fp);
+                listeners.insert(l.name.clone(), Arc::new(built));
+            }
+            Err(p) => problems.extend(p),
+        }
+    }
+
+    let mut upstreams = HashMap::new();
+    for u in config.upstreams.values() {
+        let pin_set = u.pin_set.as_ref().and_then(|n| config.pin_sets.get(n));
+        let mut inputs = vec![];
+        if let config::Trust::Ca(ca) = &u.trust {
+            inputs.push(ca);
+        }
+        for p in &inputs {
+            // Read now so the fingerprint sees the contents; a missing file is reported below.
+            let _ = files.read(p);
+        }
+        let key = format!("upstream/{}", u.name);
+        let fp = fingerprint(
+            format!("{u:?}{pin_set:?}{:?}", config.limits),
+            &inputs,
+            &files,
+        );
+        if let Some(old) = prev
+            .and_then(|p| p.upstreams.get(&u.name))
+            .filter(|_| prev.and_then(|p| p.fingerprints.get(&key)) == Some(&fp))
+        {
+            // Same url, trust, pins and limits: the pool and its verified sessions stay valid.
+            upstreams.insert(u.name.clone(), old.clone());
+            fingerprints.insert(key, fp);
+            continue;
+        }
+        let observer = shared.observer(&u.name);
+        let tls = if u.tls {
+            match tls::build_upstream_tls(&config, u, files, &shared.provider, observer.clone()) {
+                Ok(t) => Some(t),
+                Err(p) => {
+                    problems.extend(p);
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        match UpstreamClient::new(u, tls.as_ref(), &config.limits, observer, &shared.provider) {
+            Ok(c) => {
+                upstreams.insert(u.name.clone(), Arc::new(c));
+                fingerprints.insert(key, fp);
+            }
+            Err(e) => problems.push(Problem::error(
+                Kind::Tls,
+                &config.file,
+                format!("upstream.{}", u.name),
+                e.to_string(),
+            )),
+        }
+    }
+    if problems.has_errors() {
+        warnings.extend(problems);
+        return Err(warnings);
+    }
+
+    let routes = RouteTable::new(
+        config
+            .routes
+            .iter()
+            .filter_map(|r| {
+                upstreams.get(&r.upstream).map(|u| RouteEntry {
+                    route: r.clone(),
+                    upstream: u.clone(),
+                })
+            })
+            .collect(),
+    );
+    Ok(Snapshot {
+        generation,
+        digest: files.digest(),
+        files: files.paths().map(Path::to_path_buf).collect(),
+        config: Arc::new(config),
+        listeners,
+        routes,
+        upstreams,
+        warnings,
+        built_at: SystemTime::now(),
+        fingerprints,
+    })
+}
+
+/// Fingerprint of a part: its config and the contents of the files it is built from.
+fn fingerprint(config: String, paths: &[&PathBuf], files: &Files) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(config.as_bytes());
+    for p in paths {
+        h.update(p.to_string_lossy().as_bytes());
+        if let Some(data) = files.get(p) {
+            h.update(data.as_slice());
+        }
+    }
+    h.finalize().into()
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,198 @@
+//! A pooled HTTP/1.1 + HTTP/2 client for one upstream, built with that upstream's own
+//! `ClientConfig` so a pool never outlives the trust and pins it was verified under.
+//!
+//! Knows nothing of routes or client connections: it sends a request, retries once when a
+//! pooled connection turned out stale before an idempotent, body-less request went out, and
+//! classifies failures for the metrics and the status code.
+
+use std::sync::Arc;
+
+use http::{Method, Request, Response};
+use http_body_util::{Either, Empty};
+use hyper::body::{Body as _, Incoming};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+
+use crate::config::{Limits, Upstream};
+use crate::tls::{UpstreamObserver, UpstreamTls, is_pin_mismatch};
+
+pub use crate::body::RequestBody as ProxyBody;
+
+/// One upstream's client and pool.
+#[derive(Debug)]
+pub struct UpstreamClient {
+    pub config: Upstream,
+    pub observer: Arc<UpstreamObserver>,
+    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+}
+
+/// Why a request to an upstream failed; the `kind` label of `pinproxy_upstream_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Connect,
+    Tls,
+    Pin,
+    Timeout,
+    Protocol,
+}
+
+impl ErrorKind {
+    pub fn as_label(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Pin => "pin",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Protocol => "protocol",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("upstream {upstream}: {kind:?} error")]
+pub struct UpstreamError {
+    pub upstream: String,
+    pub kind: ErrorKind,
+    #[source]
+    pub source: hyper_util::client::legacy::Error,
+}
+
+impl UpstreamClient {
+    pub fn new(
+        config: &Upstream,
+        tls: Option<&UpstreamTls>,
+        limits: &Limits,
+        observer: Arc<UpstreamObserver>,
+        provider: &Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<Self, rustls::Error> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(limits.upstream_connect_timeout));
+        let tls_config = match tls {
+            Some(t) => (*t.client_config).clone(),
+            // Plain http:// upstreams never handshake; the connector type still wants a config.
+            None => ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        };
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config)
+            .https_or_http();
+        let builder = match config
+            .server_name
+            .as_ref()
+            .and_then(|n| ServerName::try_from(n.clone()).ok())
+        {
+            Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name)),
+            None => builder,
+        };
+        let connector = builder.enable_http1().enable_http2().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(limits.upstream_idle_timeout)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Ok(UpstreamClient {
+            config: config.clone(),
+            observer,
+            client,
+        })
+    }
+
+    /// Sends `req`; an idempotent request without a body is sent again once when a pooled
+    /// connection was found closed.
+    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
+        let retry = if is_idempotent(req.method()) && req.body().is_end_stream() {
+            let mut copy = Request::new(Either::Right(Empty::new()));
+            *copy.method_mut() = req.method().clone();
+            *copy.uri_mut() = req.uri().clone();
+            *copy.version_mut() = req.version();
+            *copy.headers_mut() = req.headers().clone();
+            Some(copy)
+        } else {
+            None
+        };
+        match self.client.request(req).await {
+            Ok(resp) => Ok(resp),
+            Err(e) if retry.is_some() && is_stale_connection(&e) => {
+                tracing::debug!(upstream = %self.config.name, cause = %e, "pooled connection was stale, retrying once");
+                let copy = retry.expect("checked is_some in the guard");
+                self.client.request(copy).await.map_err(|e| self.error(e))
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    fn error(&self, source: hyper_util::client::legacy::Error) -> UpstreamError {
+        UpstreamError {
+            upstream: self.config.name.clone(),
+            kind: classify(&source),
+            source,
+        }
+    }
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+fn is_stale_connection(e: &hyper_util::client::legacy::Error) -> bool {
+    if e.is_connect() {
+        return false;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                return true;
+            }
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn classify(e: &hyper_util::client::legacy::Error) -> ErrorKind {
+    if is_pin_mismatch(e) {
+        return ErrorKind::Pin;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return ErrorKind::Tls;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return ErrorKind::Timeout;
+            }
+            if let Some(inner) = io.get_ref() {
+                if inner.downcast_ref::<rustls::Error>().is_some() {
+                    return ErrorKind::Tls;
+                }
+            }
+        }
+        cur = err.source();
+    }
+    if e.is_connect() {
+        ErrorKind::Connect
+    } else {
+        ErrorKind::Protocol
+    }
+}
