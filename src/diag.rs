@@ -152,3 +152,23 @@ impl fmt::Display for Problems {
         Ok(())
     }
 }
+
+/// An error and its causes, outermost first. `io::Error` hides a wrapped error from
+/// `source()` (it returns the wrapped error's own source), so it is unwrapped by hand.
+pub fn error_chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut out = Vec::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        out.push(e);
+        cur = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    out
+}

@@ -245,24 +245,10 @@ pub fn build_upstream_tls(
 
 /// Whether an error (or any of its sources) is a pin mismatch from this module's verifier.
 pub fn is_pin_mismatch(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if let Some(rustls::Error::InvalidCertificate(CertificateError::Other(o))) =
-            e.downcast_ref::<rustls::Error>()
-        {
-            if o.0.downcast_ref::<PinMismatch>().is_some() {
-                return true;
-            }
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(inner) = io.get_ref() {
-                cur = Some(inner as &(dyn std::error::Error + 'static));
-                continue;
-            }
-        }
-        cur = e.source();
-    }
-    false
+    crate::diag::error_chain(err).into_iter().any(|e| {
+        matches!(e.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidCertificate(CertificateError::Other(o))) if o.0.downcast_ref::<PinMismatch>().is_some())
+    })
 }
 
 #[derive(Debug)]

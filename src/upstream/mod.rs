@@ -18,6 +18,7 @@ use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 
 use crate::config::{Limits, Upstream};
+use crate::diag::error_chain;
 use crate::tls::{UpstreamObserver, UpstreamTls, is_pin_mismatch};
 
 pub use crate::body::RequestBody as ProxyBody;
@@ -146,49 +147,35 @@ fn is_idempotent(m: &Method) -> bool {
 }
 
 fn is_stale_connection(e: &hyper_util::client::legacy::Error) -> bool {
-    if e.is_connect() {
-        return false;
-    }
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
-                return true;
-            }
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            ) {
-                return true;
-            }
-        }
-        cur = err.source();
-    }
-    false
+    !e.is_connect()
+        && error_chain(e).into_iter().any(|err| {
+            err.downcast_ref::<hyper::Error>()
+                .is_some_and(|h| h.is_incomplete_message() || h.is_canceled() || h.is_closed())
+                || err.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                    matches!(
+                        io.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                    )
+                })
+        })
 }
 
 fn classify(e: &hyper_util::client::legacy::Error) -> ErrorKind {
     if is_pin_mismatch(e) {
         return ErrorKind::Pin;
     }
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if err.downcast_ref::<rustls::Error>().is_some() {
-            return ErrorKind::Tls;
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return ErrorKind::Timeout;
-            }
-            if let Some(inner) = io.get_ref() {
-                if inner.downcast_ref::<rustls::Error>().is_some() {
-                    return ErrorKind::Tls;
-                }
-            }
-        }
-        cur = err.source();
+    let chain = error_chain(e);
+    if chain
+        .iter()
+        .any(|err| err.downcast_ref::<rustls::Error>().is_some())
+    {
+        return ErrorKind::Tls;
+    }
+    if chain.iter().any(|err| {
+        err.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    }) {
+        return ErrorKind::Timeout;
     }
     if e.is_connect() {
         ErrorKind::Connect
