@@ -8,11 +8,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "pinproxy",
     version,
-    about = "A certificate-pinning TLS reverse proxy for mobile app backends"
+    about = "A certificate-pinning TLS reverse proxy for mobile app backends",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Without a subcommand: `run` with these arguments
+    #[command(flatten)]
+    pub run: ConfigArg,
 }
 
 #[derive(Debug, Subcommand)]

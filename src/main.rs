@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use tokio::signal::unix::{SignalKind, signal};
 
-use pinproxy::cli::{Cli, Command, ConfigArg};
+use pinproxy::cli::{Cli, Command};
 use pinproxy::config::LogFormat;
 
 const EXIT_OK: u8 = 0;
@@ -16,7 +16,7 @@ const EXIT_PROBLEMS: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command.unwrap_or(Command::Run(ConfigArg::default())) {
+    let result = match cli.command.unwrap_or(Command::Run(cli.run)) {
         Command::Run(a) => run(&a.config),
         Command::Check(a) => check(&a.config),
         Command::Pin(_) | Command::Export(_) | Command::Keygen(_) => {

@@ -1,0 +1,521 @@
+//! The binary as an operator runs it: `check` and `run` refuse every broken pin rule naming
+//! the file and field; SIGTERM drains in-flight requests; the access log keeps secrets out.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+use rcgen::PublicKeyData as _;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pinproxy");
+
+/// A directory with a leaf for localhost served under pin set "app" = `pins`.
+fn setup(pki: &Pki, leaf: &Issued, pins: &[(&str, &str, &str)], extra: &str) -> TestDir {
+    let dir = TestDir::new();
+    dir.write_cert("api", leaf);
+    dir.write_pin_set("app", "2099-01-01", "enforce", pins);
+    let route = "[[route]]\npath_prefix = \"/\"\nupstream = \"backend\"\n\n[upstream.backend]\nurl = \"http://127.0.0.1:9\"\n";
+    dir.write(
+        "config.toml",
+        basic_config("api", &["app"], &format!("{extra}\n{route}")),
+    );
+    let _ = pki;
+    dir
+}
+
+/// Runs `pinproxy check -c DIR/config.toml`: (exit code, stdout + stderr).
+fn check(dir: &TestDir) -> (i32, String) {
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg("-c")
+        .arg(dir.config_path())
+        .output()
+        .expect("run check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// `run` must refuse to start: exit 1 before binding, with the same message.
+fn run_refuses(dir: &TestDir, needle: &str) {
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg("-c")
+        .arg(dir.config_path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "run must refuse: {err}");
+    assert!(err.contains(needle), "run's error names {needle}: {err}");
+}
+
+fn assert_refused(dir: &TestDir, needles: &[&str]) {
+    let (code, text) = check(dir);
+    assert_eq!(code, 1, "check must fail:\n{text}");
+    for n in needles {
+        assert!(text.contains(n), "expected {n:?} in:\n{text}");
+    }
+    run_refuses(dir, needles[0]);
+}
+
+#[test]
+fn check_passes_a_good_config_and_says_which_pin_matches_where() {
+    let pki = Pki::new("ok");
+    let leaf = pki.leaf(&["localhost"]);
+    let dir = setup(
+        &pki,
+        &leaf,
+        &[
+            (&leaf.pin, "current key", "key"),
+            (&backup_pin(1), "backup", "key"),
+        ],
+        "",
+    );
+    let (code, text) = check(&dir);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("\"current key\" on the leaf"), "{text}");
+    assert!(text.contains(&format!("sha256/{}", leaf.pin)), "{text}");
+}
+
+#[test]
+fn a_served_key_missing_from_a_live_pin_set_is_refused() {
+    let pki = Pki::new("unpinned");
+    let leaf = pki.leaf(&["localhost"]);
+    let dir = setup(
+        &pki,
+        &leaf,
+        &[
+            (&backup_pin(1), "old key", "key"),
+            (&backup_pin(2), "backup", "key"),
+        ],
+        "",
+    );
+    assert_refused(
+        &dir,
+        &[
+            "listener[0].cert[0].chain",
+            "config.toml",
+            "pin set \"app\"",
+            &leaf.pin,
+        ],
+    );
+}
+
+#[test]
+fn a_pin_set_without_a_backup_pin_is_refused() {
+    let pki = Pki::new("nobackup");
+    let leaf = pki.leaf(&["localhost"]);
+    let dir = setup(&pki, &leaf, &[(&leaf.pin, "current", "key")], "");
+    assert_refused(&dir, &["app.toml", "`pin`", "backup"]);
+}
+
+#[test]
+fn placeholder_and_malformed_pins_are_refused() {
+    let pki = Pki::new("placeholder");
+    let leaf = pki.leaf(&["localhost"]);
+    let dir = setup(
+        &pki,
+        &leaf,
+        &[
+            (&leaf.pin, "current", "key"),
+            (
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                "todo",
+                "key",
+            ),
+        ],
+        "",
+    );
+    assert_refused(&dir, &["app.toml", "pin[1].sha256", "placeholder"]);
+    let dir = setup(
+        &pki,
+        &leaf,
+        &[(&leaf.pin, "current", "key"), ("c2hvcnQ=", "short", "key")],
+        "",
+    );
+    assert_refused(&dir, &["app.toml", "pin[1].sha256", "32"]);
+}
+
+#[test]
+fn a_pin_whose_source_hashes_to_another_value_is_refused() {
+    let pki = Pki::new("source");
+    let leaf = pki.leaf(&["localhost"]);
+    let backup_key = rcgen::KeyPair::generate().expect("key");
+    let csr = rcgen::CertificateParams::new(vec!["backup.test".to_string()])
+        .expect("params")
+        .serialize_request(&backup_key)
+        .expect("csr");
+    let real_pin = oracle_pin(&backup_key.subject_public_key_info());
+    for (written, ok) in [(backup_pin(4), false), (real_pin.clone(), true)] {
+        let dir = setup(&pki, &leaf, &[(&leaf.pin, "current", "key")], "");
+        dir.write("keys/backup.csr", csr.pem().expect("pem"));
+        let mut set = std::fs::read_to_string(dir.path().join("pins/app.toml")).expect("read");
+        set.push_str(&format!(
+            "[[pin]]\nsha256 = \"{written}\"\nlabel = \"backup\"\nsource = \"keys/backup.csr\"\n"
+        ));
+        dir.write("pins/app.toml", set);
+        if ok {
+            let (code, text) = check(&dir);
+            assert_eq!(code, 0, "{text}");
+        } else {
+            assert_refused(
+                &dir,
+                &["app.toml", "pin[1].sha256", "keys/backup.csr", &real_pin],
+            );
+        }
+    }
+}
+
+#[test]
+fn a_key_that_does_not_match_its_certificate_is_refused() {
+    let pki = Pki::new("mismatch");
+    let leaf = pki.leaf(&["localhost"]);
+    let other = pki.leaf(&["localhost"]);
+    let dir = setup(
+        &pki,
+        &leaf,
+        &[
+            (&leaf.pin, "current", "key"),
+            (&backup_pin(1), "backup", "key"),
+        ],
+        "",
+    );
+    dir.write("certs/api.key", &other.key_pem);
+    assert_refused(
+        &dir,
+        &["listener[0].cert[0].key", "not the key of the leaf"],
+    );
+}
+
+#[test]
+fn an_expired_leaf_is_refused() {
+    let pki = Pki::new("expired");
+    let leaf = pki.leaf_valid_days(&["localhost"], -1);
+    let dir = setup(
+        &pki,
+        &leaf,
+        &[
+            (&leaf.pin, "current", "key"),
+            (&backup_pin(1), "backup", "key"),
+        ],
+        "",
+    );
+    assert_refused(&dir, &["listener[0].cert[0].chain", "expired"]);
+}
+
+#[test]
+fn pin_kinds_must_match_where_the_pin_matches_on_the_chain() {
+    let pki = Pki::with_intermediate("kinds");
+    let leaf = pki.leaf(&["localhost"]);
+    let inter = pki.intermediate_pin.clone().expect("intermediate");
+    let wrong = setup(
+        &pki,
+        &leaf,
+        &[
+            (&leaf.pin, "leaf", "key"),
+            (&inter, "issuing CA", "key"),
+            (&backup_pin(1), "backup", "key"),
+        ],
+        "",
+    );
+    assert_refused(&wrong, &["app.toml", "pin[1].kind", "kind = \"ca\""]);
+    let right = setup(
+        &pki,
+        &leaf,
+        &[
+            (&inter, "issuing CA", "ca"),
+            (&backup_pin(1), "backup", "key"),
+        ],
+        "",
+    );
+    let (code, text) = check(&right);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("\"issuing CA\" on the intermediate"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_keys_and_bad_values_name_the_dotted_field() {
+    let pki = Pki::new("fields");
+    let leaf = pki.leaf(&["localhost"]);
+    let pins = [
+        (leaf.pin.as_str(), "current", "key"),
+        (&*backup_pin(1), "backup", "key"),
+    ];
+    let dir = setup(&pki, &leaf, &pins, "[limits]\nidle_timeout = \"soon\"\n");
+    assert_refused(&dir, &["config.toml", "limits.idle_timeout"]);
+    let dir = setup(&pki, &leaf, &pins, "[limits]\nmax_conections = 5\n");
+    assert_refused(&dir, &["config.toml", "max_conections"]);
+    let dir = setup(&pki, &leaf, &pins, "");
+    let text = std::fs::read_to_string(dir.config_path())
+        .expect("read")
+        .replace("upstream = \"backend\"", "upstream = \"nope\"");
+    dir.write("config.toml", text);
+    assert_refused(&dir, &["route[0].upstream", "no [upstream.nope]"]);
+}
+
+#[test]
+fn a_report_mode_pin_set_cannot_protect_a_listener() {
+    let pki = Pki::new("report");
+    let leaf = pki.leaf(&["localhost"]);
+    let dir = setup(
+        &pki,
+        &leaf,
+        &[
+            (&leaf.pin, "current", "key"),
+            (&backup_pin(1), "backup", "key"),
+        ],
+        "",
+    );
+    let set = std::fs::read_to_string(dir.path().join("pins/app.toml"))
+        .expect("read")
+        .replace("\"enforce\"", "\"report\"");
+    dir.write("pins/app.toml", set);
+    assert_refused(&dir, &["listener[0].pin_sets[0]", "report"]);
+}
+
+#[test]
+fn an_expired_pin_set_is_a_loud_warning_not_an_error() {
+    let pki = Pki::new("oldset");
+    let leaf = pki.leaf(&["localhost"]);
+    let dir = setup(
+        &pki,
+        &leaf,
+        &[
+            (&leaf.pin, "current", "key"),
+            (&backup_pin(1), "backup", "key"),
+        ],
+        "",
+    );
+    let set = std::fs::read_to_string(dir.path().join("pins/app.toml"))
+        .expect("read")
+        .replace("2099-01-01", "2020-01-01");
+    dir.write("pins/app.toml", set);
+    let (code, text) = check(&dir);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("warning:") && text.contains("expired") && text.contains("no longer pin"),
+        "{text}"
+    );
+}
+
+/// The proxy binary with stderr captured line by line.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn start(dir: &TestDir) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("-c")
+            .arg(dir.config_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pinproxy");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (bounded) for a JSON log line with this message and returns it.
+    fn wait_for(&mut self, message: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("no {message:?} log line; saw:\n{}", self.seen.join("\n"))
+            });
+            self.seen.push(line.clone());
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if v["message"] == message {
+                    return v;
+                }
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pinproxy did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn rest_of_log(&mut self) -> String {
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.seen.push(l);
+        }
+        self.seen.join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn json_proxy(up: std::net::SocketAddr, limits: &str) -> (Pki, Issued, TestDir) {
+    let pki = Pki::new("binary");
+    let leaf = pki.leaf(&["localhost"]);
+    let dir = TestDir::new();
+    dir.write_cert("api", &leaf);
+    dir.write_pin_set(
+        "app",
+        "2099-01-01",
+        "enforce",
+        &[
+            (&leaf.pin, "current", "key"),
+            (&backup_pin(1), "backup", "key"),
+        ],
+    );
+    let extra = format!(
+        "[limits]\n{limits}\n\n[[route]]\npath_prefix = \"/\"\nupstream = \"backend\"\n\n[upstream.backend]\nurl = \"http://{up}\"\n"
+    );
+    let config =
+        basic_config("api", &["app"], &extra).replace("[log]\n", "[log]\nformat = \"json\"\n");
+    dir.write("config.toml", config);
+    (pki, leaf, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_an_in_flight_request_and_keeps_secrets_out_of_the_access_log() {
+    let up = TestUpstream::plain(UpstreamMode::Delay(Duration::from_millis(1500))).await;
+    let (pki, _, dir) = json_proxy(
+        up.addr,
+        "shutdown_delay = \"300ms\"\nshutdown_grace = \"20s\"",
+    );
+    let mut proc = Proc::start(&dir);
+    let addr: std::net::SocketAddr = proc.wait_for("listening")["addr"]
+        .as_str()
+        .expect("addr")
+        .parse()
+        .expect("addr");
+    let admin: std::net::SocketAddr = proc.wait_for("admin listening")["addr"]
+        .as_str()
+        .expect("addr")
+        .parse()
+        .expect("addr");
+    let client = Client::new(addr, &pki.root_pem());
+    let mut conn = client.connect().await.expect("connect");
+    let req = http::Request::get("/slow/thing?token=hunter2")
+        .header("host", "localhost")
+        .header("authorization", "Bearer sekrit-token")
+        .header("cookie", "session=sekrit-cookie")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("request");
+    let in_flight = tokio::spawn(async move { conn.send(req).await });
+    eventually(Duration::from_secs(10), || async {
+        (up.hits() == 1).then_some(())
+    })
+    .await;
+
+    proc.signal("TERM");
+    let (code, _) = eventually(Duration::from_secs(5), || async {
+        let r = admin_get(admin, "/readyz").await;
+        (r.0 == 503).then_some(r)
+    })
+    .await;
+    assert_eq!(code, 503, "readyz turns 503 once shutdown begins");
+    let reply = in_flight
+        .await
+        .expect("join")
+        .expect("the in-flight request completes");
+    assert_eq!(reply.status, 200);
+    let exit = tokio::task::spawn_blocking(move || {
+        let code = proc.wait_exit(Duration::from_secs(20));
+        (code, proc.rest_of_log())
+    })
+    .await
+    .expect("join");
+    assert_eq!(exit.0, Some(0), "clean exit after draining:\n{}", exit.1);
+    let log = exit.1;
+    let access = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["target"] == "pinproxy::access")
+        .unwrap_or_else(|| panic!("no access log line in:\n{log}"));
+    assert_eq!(access["path"], "/slow/thing");
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["route"], "/");
+    assert_eq!(access["tls"], "TLSv1.3");
+    assert_eq!(access["sni"], "localhost");
+    for secret in ["hunter2", "sekrit-token", "sekrit-cookie"] {
+        assert!(
+            !log.contains(secret),
+            "{secret} leaked into the log:\n{log}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_exits_at_once() {
+    let up = TestUpstream::plain(UpstreamMode::Delay(Duration::from_secs(30))).await;
+    let (pki, _, dir) = json_proxy(up.addr, "shutdown_grace = \"60s\"");
+    let mut proc = Proc::start(&dir);
+    let addr: std::net::SocketAddr = proc.wait_for("listening")["addr"]
+        .as_str()
+        .expect("addr")
+        .parse()
+        .expect("addr");
+    let mut conn = Client::new(addr, &pki.root_pem())
+        .connect()
+        .await
+        .expect("connect");
+    let _stuck =
+        tokio::spawn(async move { conn.send(client::get("localhost", "/stuck", false)).await });
+    eventually(Duration::from_secs(10), || async {
+        (up.hits() == 1).then_some(())
+    })
+    .await;
+    proc.signal("TERM");
+    let _ = proc.wait_for("shutting down");
+    proc.signal("TERM");
+    let code = tokio::task::spawn_blocking(move || proc.wait_exit(Duration::from_secs(5)))
+        .await
+        .expect("join");
+    assert_eq!(code, Some(1), "exits at once, not after the 60 s grace");
+}
