@@ -11,6 +11,8 @@
 pub mod cli;
 pub mod config;
 pub mod diag;
+pub mod export;
 pub mod files;
 pub mod metrics;
 pub mod pin;
+pub mod tool;
