@@ -65,7 +65,9 @@ pub enum ToolError {
         #[source]
         source: MaterialError,
     },
-    #[error("{failed} of {total} files held no readable key material (each is named above)")]
+    #[error(
+        "{failed} of {total} files could not be read or held no key material (each is named above)"
+    )]
     FilesFailed { failed: usize, total: usize },
 
     #[error(
