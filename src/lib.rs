@@ -1,11 +1,11 @@
 //! pinproxy: a certificate-pinning TLS reverse proxy for mobile app backends.
 //!
 //! Layers, each using only its own or lower ones (DESIGN.md §9):
-//! - L0 [`cli`], [`diag`], [`files`], [`metrics`], [`config`], [`pin`], [`export`]: pure building blocks
+//! - L0 [`cli`], [`diag`], [`files`], [`metrics`], [`config`], [`pin`], [`export`], [`body`]: pure building blocks
 //! - L1 [`tls`]: rustls server configs under the pin rules, upstream verifiers
 //! - L2 [`upstream`], [`tool`]: pooled upstream clients; pin computation and keygen
-//! - L3 [`snapshot`]: everything one config generation needs to serve, built whole
-//! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`]: readers of the current snapshot
+//! - L3 [`snapshot`], [`routes`]: everything one config generation needs to serve, built whole
+//! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`], [`check`]: readers of the current snapshot
 //! - L5 [`run`]: wiring, start-up and shutdown
 
 pub mod admin;
@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod diag;
 pub mod expiry;
+pub mod export;
 pub mod files;
 pub mod metrics;
 pub mod pin;
@@ -24,4 +25,5 @@ pub mod routes;
 pub mod run;
 pub mod snapshot;
 pub mod tls;
+pub mod tool;
 pub mod upstream;

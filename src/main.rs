@@ -19,9 +19,21 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run(cli.run)) {
         Command::Run(a) => run(&a.config),
         Command::Check(a) => check(&a.config),
-        Command::Pin(_) | Command::Export(_) | Command::Keygen(_) => {
-            Err(anyhow::anyhow!("pin tooling lands with the toolkit branch"))
-        }
+        Command::Pin(a) => tool(pinproxy::tool::pin_command(
+            &a,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
+        Command::Export(a) => tool(pinproxy::tool::export_command(
+            &a,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
+        Command::Keygen(a) => tool(pinproxy::tool::keygen_command(
+            &a,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -30,6 +42,10 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_PROBLEMS)
         }
     }
+}
+
+fn tool(result: Result<(), pinproxy::tool::ToolError>) -> anyhow::Result<u8> {
+    result.map(|()| EXIT_OK).map_err(Into::into)
 }
 
 fn init_logging(format: LogFormat) {
