@@ -50,10 +50,10 @@ impl<B: Body<Data = Bytes>> Body for Counted<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
         let res = this.inner.poll_frame(cx);
-        if let Poll::Ready(Some(Ok(f))) = &res {
-            if let Some(d) = f.data_ref() {
-                this.count.fetch_add(d.len() as u64, Ordering::Relaxed);
-            }
+        if let Poll::Ready(Some(Ok(f))) = &res
+            && let Some(d) = f.data_ref()
+        {
+            this.count.fetch_add(d.len() as u64, Ordering::Relaxed);
         }
         res
     }

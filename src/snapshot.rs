@@ -131,7 +131,7 @@ pub fn build(
                         .flat_map(|c| [Some(&c.chain), Some(&c.key), c.anchor.as_ref()])
                         .flatten()
                         .collect::<Vec<_>>(),
-                    &files,
+                    files,
                 );
                 if let Some(old) = prev
                     .and_then(|p| p.listeners.get(&l.name))
@@ -163,7 +163,7 @@ pub fn build(
         let fp = fingerprint(
             format!("{u:?}{pin_set:?}{:?}", config.limits),
             &inputs,
-            &files,
+            files,
         );
         if let Some(old) = prev
             .and_then(|p| p.upstreams.get(&u.name))

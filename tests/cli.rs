@@ -351,10 +351,10 @@ impl Proc {
                 panic!("no {message:?} log line; saw:\n{}", self.seen.join("\n"))
             });
             self.seen.push(line.clone());
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if v["message"] == message {
-                    return v;
-                }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["message"] == message
+            {
+                return v;
             }
         }
     }

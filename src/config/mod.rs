@@ -434,14 +434,14 @@ impl Validator<'_> {
                 );
             }
             let listen = self.addr(&format!("{at}.listen"), &l.listen);
-            if let Some(a) = listen.filter(|a| a.port() != 0) {
-                if !addrs.insert(a) {
-                    self.err(
-                        Kind::Validation,
-                        format!("{at}.listen"),
-                        format!("{a} is used by another listener"),
-                    );
-                }
+            if let Some(a) = listen.filter(|a| a.port() != 0)
+                && !addrs.insert(a)
+            {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.listen"),
+                    format!("{a} is used by another listener"),
+                );
             }
             if l.pin_sets.is_empty() {
                 self.err(
@@ -576,8 +576,8 @@ impl Validator<'_> {
                 );
             }
             if let Some(ps) = &u.pin_set {
-                match pin_sets.map(|s| s.get(ps)) {
-                    Some(None) => self.err(
+                if let Some(None) = pin_sets.map(|s| s.get(ps)) {
+                    self.err(
                         Kind::Validation,
                         format!("{at}.pin_set"),
                         format!(
@@ -585,8 +585,7 @@ impl Validator<'_> {
                             pin::PIN_DIR,
                             pin::PIN_DIR
                         ),
-                    ),
-                    _ => {}
+                    )
                 }
             } else if u.pin_match.is_some() {
                 self.err(
@@ -697,16 +696,14 @@ impl Validator<'_> {
                 continue;
             }
             let host = r.host.map(|h| h.to_ascii_lowercase());
-            if let Some(h) = &host {
-                if !valid_host_pattern(h) {
-                    self.err(
-                        Kind::Validation,
-                        format!("{at}.host"),
-                        format!(
-                            "\"{h}\" is not a host name or \"*.example.com\" (one label) wildcard"
-                        ),
-                    );
-                }
+            if let Some(h) = &host
+                && !valid_host_pattern(h)
+            {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.host"),
+                    format!("\"{h}\" is not a host name or \"*.example.com\" (one label) wildcard"),
+                );
             }
             if !upstreams.contains_key(&r.upstream) {
                 self.err(

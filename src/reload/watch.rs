@@ -32,11 +32,11 @@ pub fn watch_files(
     tx: mpsc::Sender<Trigger>,
 ) -> notify::Result<RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if let Ok(ev) = ev {
-            if !matches!(ev.kind, notify::EventKind::Access(_)) {
-                // Full means a reload is already pending; it will see this change too.
-                let _ = tx.try_send(Trigger::Files);
-            }
+        if let Ok(ev) = ev
+            && !matches!(ev.kind, notify::EventKind::Access(_))
+        {
+            // Full means a reload is already pending; it will see this change too.
+            let _ = tx.try_send(Trigger::Files);
         }
     })?;
     for dir in dirs_to_watch(inputs) {
@@ -74,10 +74,10 @@ pub fn dirs_to_watch(inputs: &[PathBuf]) -> BTreeSet<PathBuf> {
         if p.is_dir() {
             dirs.insert(p.clone());
         }
-        if let Ok(real) = input.canonicalize() {
-            if let Some(parent) = real.parent() {
-                dirs.insert(parent.to_path_buf());
-            }
+        if let Ok(real) = input.canonicalize()
+            && let Some(parent) = real.parent()
+        {
+            dirs.insert(parent.to_path_buf());
         }
     }
     dirs
