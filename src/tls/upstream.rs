@@ -395,3 +395,62 @@ impl ServerCertVerifier for PinningVerifier {
 
 const KEY_HISTORY: usize = 8;
 const WARN_EVERY: Duration = Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observed(pin: u8) -> Vec<ObservedCert> {
+        vec![ObservedCert {
+            position: Position::Leaf,
+            pin: Pin::from_bytes([pin; 32]),
+            info: None,
+            subject: "CN=test".into(),
+        }]
+    }
+
+    #[test]
+    fn mismatch_warnings_are_rate_limited_but_every_mismatch_is_counted() {
+        let metrics = Metrics::new().expect("metrics");
+        let obs =
+            UpstreamObserver::new("psp", metrics.clone(), Arc::new(tokio::sync::Notify::new()));
+        for _ in 0..5 {
+            obs.mismatch(PinMode::Report, "psp", &observed(1));
+        }
+        assert_eq!(
+            metrics
+                .upstream_pin_mismatches
+                .with_label_values(&["psp", "report"])
+                .get(),
+            5
+        );
+        assert_eq!(
+            obs.lock().suppressed,
+            4,
+            "one warning logged, four held back"
+        );
+    }
+
+    #[test]
+    fn only_a_leaf_key_outside_the_last_eight_counts_as_a_key_change() {
+        let metrics = Metrics::new().expect("metrics");
+        let obs =
+            UpstreamObserver::new("psp", metrics.clone(), Arc::new(tokio::sync::Notify::new()));
+        let changes = || {
+            metrics
+                .upstream_key_changes
+                .with_label_values(&["psp"])
+                .get()
+        };
+        obs.observe(observed(1));
+        assert_eq!(changes(), 0, "the first sighting is not a change");
+        obs.observe(observed(2));
+        obs.observe(observed(1));
+        assert_eq!(changes(), 1, "going back to a recent key is not a change");
+        for k in 3..=11 {
+            obs.observe(observed(k));
+        }
+        obs.observe(observed(1));
+        assert_eq!(changes(), 11, "key 1 fell out of the last eight");
+    }
+}

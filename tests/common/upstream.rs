@@ -24,6 +24,8 @@ pub enum UpstreamMode {
     Echo,
     /// Wait this long before answering.
     Delay(Duration),
+    /// Answer, then close the connection (every request needs a new handshake).
+    Close,
 }
 
 pub struct TestUpstream {
@@ -56,7 +58,13 @@ impl TestUpstream {
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .expect("server cert");
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        cfg.alpn_protocols = match mode {
+            UpstreamMode::Close => vec![b"http/1.1".to_vec()],
+            _ => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        };
+        // No resumption: every new connection is a full handshake the proxy must verify.
+        cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        cfg.send_tls13_tickets = 0;
         Self::start(Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))), mode).await
     }
 
@@ -79,7 +87,11 @@ impl TestUpstream {
                         let hits = hits.clone();
                         async move { Ok::<_, Infallible>(echo(req, mode, &hits).await) }
                     });
-                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    if matches!(mode, UpstreamMode::Close) {
+                        builder = builder.http1_only();
+                        builder.http1().keep_alive(false);
+                    }
                     match tls {
                         Some(acceptor) => {
                             if let Ok(s) = acceptor.accept(tcp).await {
