@@ -188,16 +188,13 @@ async fn forward(
     parts.version = Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::set_forwarded(&mut parts.headers, ctx.peer.ip(), &host_value);
-    let host_header = if route.preserve_host {
-        host_value.as_str()
+    if route.preserve_host {
+        let v = HeaderValue::from_str(&host_value).map_err(|_| Refusal::NoHost)?;
+        parts.headers.insert(header::HOST, v);
     } else {
-        up.authority.as_str()
-    };
-    match HeaderValue::from_str(host_header) {
-        Ok(v) => {
-            parts.headers.insert(header::HOST, v);
-        }
-        Err(_) => return Err(Refusal::NoHost),
+        // The client sets Host from the upstream url on HTTP/1.1; HTTP/2 carries it in
+        // :authority, and a Host beside it is a duplicate to some servers (nginx < 1.25: 400).
+        parts.headers.remove(header::HOST);
     }
     let req = Request::from_parts(
         parts,

@@ -44,6 +44,10 @@ pub async fn serve_listener(
     let metrics = live.shared.metrics.clone();
     let open_gauge = metrics.connections_open.with_label_values(&[&*name]);
     let rejected = metrics.connections_rejected.with_label_values(&[&*name]);
+    let Some(mut tls) = live.current().listeners.get(&*name).cloned() else {
+        tracing::error!(listener = %name, "listener has no TLS configuration; not serving");
+        return;
+    };
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -65,11 +69,11 @@ pub async fn serve_listener(
             drop(tcp);
             continue;
         }
-        let Some(tls) = snap.listeners.get(&*name).cloned() else {
-            // The listener was removed from the config; it keeps serving until restart.
-            tracing::debug!(listener = %name, "listener not in the current config");
-            continue;
-        };
+        // A listener removed from the config keeps serving its last certificates until restart.
+        if let Some(t) = snap.listeners.get(&*name) {
+            tls = t.clone();
+        }
+        let tls = tls.clone();
         open.fetch_add(1, Ordering::Relaxed);
         open_gauge.inc();
         let guard = OpenGuard(open.clone(), open_gauge.clone());

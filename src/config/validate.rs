@@ -1,0 +1,530 @@
+//! Checks that need only the config file: addresses, names, references between sections,
+//! limits. Turns the raw serde mirror into the validated types, collecting every problem.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme, Uri};
+
+use super::raw::*;
+use super::*;
+
+pub(super) struct Validator<'a> {
+    pub(super) file: &'a Path,
+    pub(super) dir: &'a Path,
+    pub(super) problems: Problems,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, kind: Kind, field: impl Into<String>, msg: impl Into<String>) {
+        self.problems
+            .push(Problem::error(kind, self.file, field, msg));
+    }
+
+    fn warn(&mut self, field: impl Into<String>, msg: impl Into<String>) {
+        self.problems
+            .push(Problem::warning(Kind::Validation, self.file, field, msg));
+    }
+
+    pub(super) fn config(
+        &mut self,
+        raw: RawConfig,
+        pin_sets: Option<&BTreeMap<String, PinSet>>,
+    ) -> Option<Config> {
+        let admin = self
+            .addr("admin.listen", &raw.admin.listen)
+            .map(|listen| Admin { listen });
+        let expiry = self.expiry(&raw.expiry);
+        let limits = self.limits(&raw.limits);
+        let listeners = self.listeners(raw.listener, pin_sets);
+        let upstreams = self.upstreams(raw.upstream, pin_sets);
+        let routes = self.routes(raw.route, &upstreams, &limits);
+        Some(Config {
+            file: self.file.to_path_buf(),
+            dir: self.dir.to_path_buf(),
+            admin: admin?,
+            expiry,
+            reload: Reload {
+                poll_interval: Some(raw.reload.poll_interval).filter(|d| !d.is_zero()),
+            },
+            log: Log {
+                format: match raw.log.format {
+                    RawLogFormat::Text => LogFormat::Text,
+                    RawLogFormat::Json => LogFormat::Json,
+                },
+                access: raw.log.access,
+            },
+            limits,
+            listeners,
+            routes,
+            upstreams,
+            pin_sets: pin_sets.cloned().unwrap_or_default(),
+        })
+    }
+
+    fn addr(&mut self, field: &str, s: &str) -> Option<SocketAddr> {
+        match s.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    Kind::Validation,
+                    field,
+                    format!("\"{s}\" is not an IP address and port like \"127.0.0.1:8443\" or \"[::]:443\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn expiry(&mut self, r: &RawExpiry) -> Expiry {
+        if r.critical_before > r.warn_before {
+            self.err(
+                Kind::Validation,
+                "expiry.critical_before",
+                "must not be longer than `expiry.warn_before`",
+            );
+        }
+        if r.pin_set_critical_before > r.pin_set_warn_before {
+            self.err(
+                Kind::Validation,
+                "expiry.pin_set_critical_before",
+                "must not be longer than `expiry.pin_set_warn_before`",
+            );
+        }
+        if r.check_every < Duration::from_secs(1) {
+            self.err(
+                Kind::Validation,
+                "expiry.check_every",
+                "must be at least 1s",
+            );
+        }
+        Expiry {
+            warn_before: r.warn_before,
+            critical_before: r.critical_before,
+            pin_set_warn_before: r.pin_set_warn_before,
+            pin_set_critical_before: r.pin_set_critical_before,
+            pin_set_grace: r.pin_set_grace,
+            check_every: r.check_every,
+        }
+    }
+
+    fn limits(&mut self, r: &RawLimits) -> Limits {
+        for (name, d) in [
+            ("tls_handshake_timeout", r.tls_handshake_timeout),
+            ("header_read_timeout", r.header_read_timeout),
+            ("idle_timeout", r.idle_timeout),
+            ("upstream_connect_timeout", r.upstream_connect_timeout),
+            ("upstream_response_timeout", r.upstream_response_timeout),
+            ("upstream_idle_timeout", r.upstream_idle_timeout),
+        ] {
+            if d.is_zero() {
+                self.err(
+                    Kind::Validation,
+                    format!("limits.{name}"),
+                    "must be greater than 0",
+                );
+            }
+        }
+        if r.max_connections == 0 {
+            self.err(
+                Kind::Validation,
+                "limits.max_connections",
+                "must be at least 1",
+            );
+        }
+        if r.max_header_bytes < 8192 {
+            self.err(
+                Kind::Validation,
+                "limits.max_header_bytes",
+                "must be at least 8192",
+            );
+        }
+        Limits {
+            tls_handshake_timeout: r.tls_handshake_timeout,
+            header_read_timeout: r.header_read_timeout,
+            idle_timeout: r.idle_timeout,
+            max_connections: r.max_connections,
+            max_header_bytes: r.max_header_bytes,
+            upstream_connect_timeout: r.upstream_connect_timeout,
+            upstream_response_timeout: r.upstream_response_timeout,
+            upstream_idle_timeout: r.upstream_idle_timeout,
+            shutdown_delay: r.shutdown_delay,
+            shutdown_grace: r.shutdown_grace,
+        }
+    }
+
+    fn listeners(
+        &mut self,
+        raw: Vec<RawListener>,
+        pin_sets: Option<&BTreeMap<String, PinSet>>,
+    ) -> Vec<Listener> {
+        if raw.is_empty() {
+            self.err(
+                Kind::Validation,
+                "listener",
+                "at least one [[listener]] is required",
+            );
+        }
+        let mut names = HashSet::new();
+        let mut addrs = HashSet::new();
+        let mut out = Vec::new();
+        for (i, l) in raw.into_iter().enumerate() {
+            let at = format!("listener[{i}]");
+            if l.name.is_empty()
+                || !l
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.name"),
+                    "must be non-empty letters, digits, '-' or '_'",
+                );
+            }
+            if !names.insert(l.name.clone()) {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.name"),
+                    format!("\"{}\" is used by another listener", l.name),
+                );
+            }
+            if l.proxy_protocol.is_some() {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.proxy_protocol"),
+                    "is reserved and not available in this version; remove it",
+                );
+            }
+            let listen = self.addr(&format!("{at}.listen"), &l.listen);
+            if let Some(a) = listen.filter(|a| a.port() != 0)
+                && !addrs.insert(a)
+            {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.listen"),
+                    format!("{a} is used by another listener"),
+                );
+            }
+            if l.pin_sets.is_empty() {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.pin_sets"),
+                    "name at least one pin set from pins/ (what the shipped apps pin)",
+                );
+            }
+            for (j, ps) in l.pin_sets.iter().enumerate() {
+                match pin_sets.map(|s| s.get(ps)) {
+                    Some(None) => self.err(
+                        Kind::Validation,
+                        format!("{at}.pin_sets[{j}]"),
+                        format!("no pin set \"{ps}\" in {}/ (expected {}/{ps}.toml)", pin::PIN_DIR, pin::PIN_DIR),
+                    ),
+                    Some(Some(set)) if set.mode == crate::pin::PinMode::Report => self.err(
+                        Kind::Validation,
+                        format!("{at}.pin_sets[{j}]"),
+                        format!("pin set \"{ps}\" has mode = \"report\", which is for upstream pin sets only; apps always enforce"),
+                    ),
+                    _ => {}
+                }
+            }
+            if l.cert.is_empty() {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.cert"),
+                    "at least one [[listener.cert]] is required",
+                );
+            }
+            let mut seen_names = HashSet::new();
+            let mut certs = Vec::new();
+            for (j, c) in l.cert.into_iter().enumerate() {
+                let cat = format!("{at}.cert[{j}]");
+                for (k, n) in c.server_names.iter().enumerate() {
+                    let n = n.to_ascii_lowercase();
+                    if !valid_host_pattern(&n) {
+                        self.err(
+                            Kind::Validation,
+                            format!("{cat}.server_names[{k}]"),
+                            format!("\"{n}\" is not a DNS name or \"*.example.com\" wildcard"),
+                        );
+                    }
+                    if !seen_names.insert(n.clone()) {
+                        self.err(
+                            Kind::Validation,
+                            format!("{cat}.server_names[{k}]"),
+                            format!("\"{n}\" is served by another certificate of this listener"),
+                        );
+                    }
+                }
+                if c.server_names.is_empty() && j > 0 {
+                    self.err(
+                        Kind::Validation,
+                        format!("{cat}.server_names"),
+                        "only the first certificate may have no server_names (it answers unknown SNI)",
+                    );
+                }
+                certs.push(CertSpec {
+                    field: cat,
+                    server_names: c
+                        .server_names
+                        .iter()
+                        .map(|n| n.to_ascii_lowercase())
+                        .collect(),
+                    chain: self.dir.join(c.chain),
+                    key: self.dir.join(c.key),
+                    anchor: c.anchor.map(|a| self.dir.join(a)),
+                });
+            }
+            if let Some(listen) = listen {
+                out.push(Listener {
+                    name: l.name,
+                    listen,
+                    pin_sets: l.pin_sets,
+                    certs,
+                });
+            }
+        }
+        out
+    }
+
+    fn upstreams(
+        &mut self,
+        raw: BTreeMap<String, RawUpstream>,
+        pin_sets: Option<&BTreeMap<String, PinSet>>,
+    ) -> BTreeMap<String, Upstream> {
+        let mut out = BTreeMap::new();
+        for (name, u) in raw {
+            let at = format!("upstream.{name}");
+            let Some((tls, authority, host, base_path)) = self.url(&format!("{at}.url"), &u.url)
+            else {
+                continue;
+            };
+            let trust = match (u.trust, u.ca) {
+                (Some(_), Some(_)) => {
+                    self.err(
+                        Kind::Validation,
+                        format!("{at}.ca"),
+                        "give either `trust` or `ca`, not both",
+                    );
+                    continue;
+                }
+                (_, Some(ca)) => Trust::Ca(self.dir.join(ca)),
+                (Some(RawTrust::System), None) => Trust::System,
+                (Some(RawTrust::Webpki) | None, None) => Trust::WebPki,
+            };
+            if !tls
+                && (!matches!(trust, Trust::WebPki)
+                    || u.server_name.is_some()
+                    || u.pin_set.is_some())
+            {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.url"),
+                    "`trust`, `ca`, `server_name` and `pin_set` need an https:// url",
+                );
+                continue;
+            }
+            if let Some(sn) = &u.server_name {
+                if !valid_host_pattern(sn) || sn.starts_with("*.") {
+                    self.err(
+                        Kind::Validation,
+                        format!("{at}.server_name"),
+                        format!("\"{sn}\" is not a DNS name"),
+                    );
+                }
+            } else if tls && host.parse::<std::net::IpAddr>().is_ok() {
+                self.warn(
+                    format!("{at}.url"),
+                    "the url holds an IP address: the certificate must carry it as an IP SAN, or set `server_name`",
+                );
+            }
+            if let Some(ps) = &u.pin_set {
+                if let Some(None) = pin_sets.map(|s| s.get(ps)) {
+                    self.err(
+                        Kind::Validation,
+                        format!("{at}.pin_set"),
+                        format!(
+                            "no pin set \"{ps}\" in {}/ (expected {}/{ps}.toml)",
+                            pin::PIN_DIR,
+                            pin::PIN_DIR
+                        ),
+                    )
+                }
+            } else if u.pin_match.is_some() {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.pin_match"),
+                    "needs `pin_set`",
+                );
+            }
+            out.insert(
+                name.clone(),
+                Upstream {
+                    name,
+                    tls,
+                    authority,
+                    host,
+                    base_path,
+                    trust,
+                    server_name: u.server_name,
+                    pin_set: u.pin_set,
+                    pin_match: match u.pin_match {
+                        Some(RawPinMatch::Leaf) => PinMatch::Leaf,
+                        Some(RawPinMatch::Chain) | None => PinMatch::Chain,
+                    },
+                },
+            );
+        }
+        out
+    }
+
+    fn url(&mut self, field: &str, s: &str) -> Option<(bool, Authority, String, String)> {
+        let bad = |msg: &str| format!("\"{s}\" {msg}");
+        let uri: Uri = match s.parse() {
+            Ok(u) => u,
+            Err(_) => {
+                self.err(
+                    Kind::Validation,
+                    field,
+                    bad("is not a URL like \"https://api.example.net/v1\""),
+                );
+                return None;
+            }
+        };
+        let tls = match uri.scheme() {
+            Some(s) if *s == Scheme::HTTPS => true,
+            Some(s) if *s == Scheme::HTTP => false,
+            _ => {
+                self.err(
+                    Kind::Validation,
+                    field,
+                    bad("must start with http:// or https://"),
+                );
+                return None;
+            }
+        };
+        let Some(authority) = uri.authority().cloned() else {
+            self.err(Kind::Validation, field, bad("has no host"));
+            return None;
+        };
+        if authority.as_str().contains('@') {
+            self.err(Kind::Validation, field, bad("must not carry credentials"));
+            return None;
+        }
+        if uri.query().is_some() {
+            self.err(Kind::Validation, field, bad("must not have a query string"));
+            return None;
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let base_path = uri.path().trim_end_matches('/').to_string();
+        Some((tls, authority, host, base_path))
+    }
+
+    fn routes(
+        &mut self,
+        raw: Vec<RawRoute>,
+        upstreams: &BTreeMap<String, Upstream>,
+        limits: &Limits,
+    ) -> Vec<Route> {
+        if raw.is_empty() {
+            self.err(
+                Kind::Validation,
+                "route",
+                "at least one [[route]] is required",
+            );
+        }
+        let mut names = HashSet::new();
+        let mut keys = HashSet::new();
+        let mut out = Vec::new();
+        for (i, r) in raw.into_iter().enumerate() {
+            let at = format!("route[{i}]");
+            if !r.path_prefix.starts_with('/') {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.path_prefix"),
+                    "must start with '/'",
+                );
+                continue;
+            }
+            if r.path_prefix.contains(['?', '#']) || has_dot_segment(&r.path_prefix) {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.path_prefix"),
+                    "must be a plain path without '?', '#', '.' or '..' segments",
+                );
+                continue;
+            }
+            let host = r.host.map(|h| h.to_ascii_lowercase());
+            if let Some(h) = &host
+                && !valid_host_pattern(h)
+            {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.host"),
+                    format!("\"{h}\" is not a host name or \"*.example.com\" (one label) wildcard"),
+                );
+            }
+            if !upstreams.contains_key(&r.upstream) {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.upstream"),
+                    format!("no [upstream.{}] section", r.upstream),
+                );
+            }
+            let path_prefix = r.path_prefix.trim_end_matches('/').to_string();
+            if !keys.insert((host.clone(), path_prefix.clone())) {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.path_prefix"),
+                    "another route has the same host and path_prefix",
+                );
+            }
+            let name = r.name.unwrap_or_else(|| r.path_prefix.clone());
+            if !names.insert(name.clone()) {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.name"),
+                    format!("\"{name}\" is used by another route"),
+                );
+            }
+            if r.timeout.is_some_and(|t| t.is_zero()) {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.timeout"),
+                    "must be greater than 0",
+                );
+            }
+            out.push(Route {
+                name,
+                host,
+                path_prefix,
+                upstream: r.upstream,
+                strip_prefix: r.strip_prefix,
+                preserve_host: r.preserve_host,
+                timeout: r.timeout.unwrap_or(limits.upstream_response_timeout),
+            });
+        }
+        out
+    }
+}
+
+/// A DNS name, or `*.` followed by one (the wildcard stands for exactly one label).
+pub(super) fn valid_host_pattern(s: &str) -> bool {
+    let name = s.strip_prefix("*.").unwrap_or(s);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && !l.starts_with('-')
+        })
+        && (!s.starts_with("*.") || name.contains('.'))
+}
