@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::expiry::{Urgency, days_left, is_stale};
 use crate::reload::ReloadStatus;
 use crate::snapshot::{Live, Snapshot, unix_now};
 use crate::tls::Position;
@@ -128,10 +129,17 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 }
 
 /// The `/status` document: what is served, what pins it, what upstreams showed, reloads.
+/// Every certificate and pin set carries `days_left` and the expiry window it is in
+/// (`urgency`: ok, warning, critical, expired), judged like the expiry sweep and the alerts.
 pub fn status(snap: &Snapshot, state: &AdminState) -> Value {
     let now = unix_now();
-    let days = |t: i64| (t - now) as f64 / 86_400.0;
     let cfg = &snap.config;
+    let exp = &cfg.expiry;
+    // Two decimals: enough to read, and stable between two requests a second apart.
+    let days = |t: i64| (days_left(t, now) * 100.0).round() / 100.0;
+    let cert_urgency = |t: i64| Urgency::of(t, now, exp.warn_before, exp.critical_before).as_str();
+    let pin_set_urgency =
+        |t: i64| Urgency::of(t, now, exp.pin_set_warn_before, exp.pin_set_critical_before).as_str();
     let listeners: Vec<Value> = cfg
         .listeners
         .iter()
@@ -154,6 +162,7 @@ pub fn status(snap: &Snapshot, state: &AdminState) -> Value {
                                 "key": info.key_algorithm.to_string(),
                                 "not_after": crate::tls::fmt_time(info.not_after),
                                 "days_left": days(info.not_after),
+                                "urgency": cert_urgency(info.not_after),
                             })
                         })
                         .collect();
@@ -187,6 +196,7 @@ pub fn status(snap: &Snapshot, state: &AdminState) -> Value {
                 "mode": s.mode.as_str(),
                 "expires": s.expires.to_string(),
                 "days_left": days(s.expires_unix()),
+                "urgency": pin_set_urgency(s.expires_unix()),
                 "live": s.is_live(now, cfg.expiry.pin_set_grace),
                 "pins": pins,
                 "backups": backups,
@@ -205,9 +215,11 @@ pub fn status(snap: &Snapshot, state: &AdminState) -> Value {
                         json!({
                             "position": c.position,
                             "subject": c.subject,
+                            "serial": c.info.as_ref().map(|i| &i.serial),
                             "pin": c.pin.to_prefixed(),
                             "not_after": c.info.as_ref().map(|i| crate::tls::fmt_time(i.not_after)),
                             "days_left": c.info.as_ref().map(|i| days(i.not_after)),
+                            "urgency": c.info.as_ref().map(|i| cert_urgency(i.not_after)),
                         })
                     })
                     .collect()
@@ -219,7 +231,9 @@ pub fn status(snap: &Snapshot, state: &AdminState) -> Value {
                 "pin_match": u.pin_set.as_ref().map(|_| u.pin_match.as_str()),
                 "mode": u.pin_set.as_ref().and_then(|n| cfg.pin_sets.get(n)).map(|s| s.mode.as_str()),
                 "last_verified_path": path,
-                "last_seen": observed.map(|(t, _)| crate::tls::fmt_time(t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0))),
+                "last_seen": observed.as_ref().map(|(t, _)| crate::tls::fmt_time(t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0))),
+                // Not seen for 2 × check_every: the path is kept here but no longer in the metrics.
+                "stale": observed.as_ref().map(|(t, _)| is_stale(*t, std::time::SystemTime::now(), exp.check_every)),
             })
         })
         .collect();
@@ -231,6 +245,14 @@ pub fn status(snap: &Snapshot, state: &AdminState) -> Value {
         "listeners": listeners,
         "pin_sets": pin_sets,
         "upstreams": upstreams,
+        "expiry": {
+            "warn_before": humantime::format_duration(exp.warn_before).to_string(),
+            "critical_before": humantime::format_duration(exp.critical_before).to_string(),
+            "pin_set_warn_before": humantime::format_duration(exp.pin_set_warn_before).to_string(),
+            "pin_set_critical_before": humantime::format_duration(exp.pin_set_critical_before).to_string(),
+            "pin_set_grace": humantime::format_duration(exp.pin_set_grace).to_string(),
+            "check_every": humantime::format_duration(exp.check_every).to_string(),
+        },
         "reload": state.reload.to_json(),
         "warnings": snap.warnings.warnings().map(|w| w.to_string()).collect::<Vec<_>>(),
     })

@@ -1,41 +1,89 @@
 //! The expiry sweep: every served certificate, every pin set and every certificate last seen
 //! on an upstream's verified path becomes a gauge with its expiry time, and items inside the
-//! warning or critical window are logged — once per sweep, never per request.
+//! warning or critical window are logged — at most once per item per sweep, never per request.
 //!
-//! Series of certificates no longer served disappear at the next sweep (which runs after every
-//! swap); an upstream's observed series go when the upstream is removed or was not seen for
-//! 2 × `check_every`.
+//! Series of certificates no longer served disappear at the sweep that follows a swap; an
+//! upstream's observed series go when the upstream is removed or was not seen (no handshake,
+//! no successful request) for 2 × `check_every`. Reads snapshots and observers; changes
+//! nothing but the expiry gauges.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use prometheus::{GaugeVec, IntGaugeVec};
+use tokio::sync::Notify;
 
-use crate::pin::{CertInfo, Pin};
-use crate::snapshot::{Live, unix_now};
-use crate::tls::Position;
+use crate::config::Expiry;
+use crate::metrics::Metrics;
+use crate::snapshot::{Live, Snapshot, unix_now};
+use crate::tls::{Position, fmt_time};
 
-/// Remembers which series the last sweep set, to remove the ones that went away.
+/// Remembers which series the last sweep set (to remove the ones that went away) and which
+/// items were logged since the last scheduled sweep.
 #[derive(Debug, Default)]
 pub struct Sweeper {
-    last: Mutex<Seen>,
+    state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
-struct Seen {
-    not_after: HashSet<Vec<String>>,
-    pinned: HashSet<Vec<String>>,
-    pin_sets: HashSet<Vec<String>>,
+/// Why a sweep runs; decides what it logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// At start, after a swap and every `check_every`: every item inside a window is logged.
+    Scheduled,
+    /// An upstream showed a new verified path: only items not logged since the last scheduled
+    /// sweep are, so an upstream that alternates between chains cannot flood the log.
+    UpstreamSeen,
 }
 
-/// What one sweep found, for logs and tests.
+/// What one sweep found, for logs, tests and measurements.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SweepSummary {
+    /// Distinct certificate series (a certificate shared by two chains counts once).
     pub certificates: usize,
     pub pin_sets: usize,
+    /// Items inside the warning window.
     pub warnings: usize,
+    /// Items inside the critical window, expired ones included.
     pub critical: usize,
+    /// Log lines this sweep wrote.
+    pub logged: usize,
+    /// Expiry series set: not-after, pinned, pin-set expiry and threshold gauges.
+    pub series: usize,
+}
+
+/// Where an expiry time stands against the configured windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Urgency {
+    Ok,
+    Warning,
+    Critical,
+    Expired,
+}
+
+impl Urgency {
+    /// Same comparison as the alert rules: time left strictly below the threshold.
+    pub fn of(at: i64, now: i64, warn: Duration, critical: Duration) -> Urgency {
+        let left = at - now;
+        if left <= 0 {
+            Urgency::Expired
+        } else if left < secs(critical) {
+            Urgency::Critical
+        } else if left < secs(warn) {
+            Urgency::Warning
+        } else {
+            Urgency::Ok
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Urgency::Ok => "ok",
+            Urgency::Warning => "warning",
+            Urgency::Critical => "critical",
+            Urgency::Expired => "expired",
+        }
+    }
 }
 
 impl Sweeper {
@@ -43,13 +91,33 @@ impl Sweeper {
         Sweeper::default()
     }
 
-    /// Sets every expiry gauge from the current snapshot and logs what is close to expiring.
-    pub fn sweep(&self, live: &Live) -> SweepSummary {
+    /// Sets every expiry gauge from the current snapshot, removes the series that went away
+    /// and logs what is close to expiring.
+    pub fn sweep(&self, live: &Live, reason: Reason) -> SweepSummary {
         let snap = live.current();
-        let m = &live.shared.metrics;
-        let now = unix_now();
-        let exp = &snap.config.expiry;
-        let mut seen = Seen::default();
+        let found = collect(&snap, SystemTime::now());
+        self.apply(
+            &live.shared.metrics,
+            &snap.config.expiry,
+            &found,
+            unix_now(),
+            reason,
+        )
+    }
+
+    fn apply(
+        &self,
+        m: &Metrics,
+        exp: &Expiry,
+        found: &Found,
+        now: i64,
+        reason: Reason,
+    ) -> SweepSummary {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if reason == Reason::Scheduled {
+            st.logged.clear();
+        }
+        let mut seen = Series::default();
         let mut sum = SweepSummary::default();
 
         for (kind, sev, d) in [
@@ -61,237 +129,309 @@ impl Sweeper {
             m.expiry_threshold
                 .with_label_values(&[kind, sev])
                 .set(d.as_secs_f64());
+            sum.series += 1;
         }
 
-        let cert_window = Window::new(now, exp.warn_before, exp.critical_before);
-        for l in &snap.config.listeners {
-            let Some(tls) = snap.listeners.get(&l.name) else {
+        for c in &found.certs {
+            let labels = c.labels();
+            if !seen.not_after.insert(labels.clone()) {
+                // The same certificate on two chains of one listener: one series, one log line.
                 continue;
-            };
-            for c in &tls.certs {
-                for (i, info) in c.path.iter().enumerate() {
-                    let pos = Position::of(i, c.path.len(), c.has_anchor);
-                    sum.certificates += 1;
-                    set_cert(&m.cert_not_after, &mut seen, "listener", &l.name, pos, info);
-                    cert_window.log(
-                        &mut sum,
-                        "served certificate",
-                        &l.name,
-                        pos,
-                        &info.subject,
-                        info.not_after,
-                    );
-                    for set in l
-                        .pin_sets
-                        .iter()
-                        .filter_map(|n| snap.config.pin_sets.get(n))
-                    {
-                        set_pinned(
-                            &m.cert_pinned,
-                            &mut seen,
-                            "listener",
-                            &l.name,
-                            &set.name,
-                            pos,
-                            &info.pin,
-                            set.contains(&info.pin),
-                        );
-                    }
-                }
+            }
+            m.cert_not_after
+                .with_label_values(&labels)
+                .set(c.not_after as f64);
+            sum.certificates += 1;
+            let urgency = Urgency::of(c.not_after, now, exp.warn_before, exp.critical_before);
+            count(&mut sum, urgency);
+            if urgency != Urgency::Ok && st.logged.insert(labels) {
+                sum.logged += 1;
+                log_cert(c, urgency, now);
             }
         }
-
-        let stale_after = exp.check_every * 2;
-        for (name, client) in &snap.upstreams {
-            let Some((at, path)) = client.observer.last_path() else {
-                continue;
-            };
-            if SystemTime::now().duration_since(at).unwrap_or_default() > stale_after {
-                client.observer.clear_path();
-                continue;
-            }
-            let set = client
-                .config
-                .pin_set
-                .as_ref()
-                .and_then(|n| snap.config.pin_sets.get(n));
-            for c in &path {
-                if let Some(info) = &c.info {
-                    sum.certificates += 1;
-                    set_cert(
-                        &m.cert_not_after,
-                        &mut seen,
-                        "upstream",
-                        name,
-                        c.position,
-                        info,
-                    );
-                    cert_window.log(
-                        &mut sum,
-                        "upstream certificate",
-                        name,
-                        c.position,
-                        &info.subject,
-                        info.not_after,
-                    );
-                }
-                if let Some(set) = set {
-                    set_pinned(
-                        &m.cert_pinned,
-                        &mut seen,
-                        "upstream",
-                        name,
-                        &set.name,
-                        c.position,
-                        &c.pin,
-                        set.contains(&c.pin),
-                    );
-                }
-            }
+        for p in &found.pinned {
+            let labels = p.labels.to_vec();
+            m.cert_pinned
+                .with_label_values(&labels)
+                .set(i64::from(p.pinned));
+            seen.pinned.insert(labels);
         }
-
-        let pin_window = Window::new(now, exp.pin_set_warn_before, exp.pin_set_critical_before);
-        for set in snap.config.pin_sets.values() {
-            sum.pin_sets += 1;
-            let labels = vec![set.name.clone()];
+        for s in &found.pin_sets {
+            let labels = vec![s.name.clone()];
             m.pin_set_expiry
                 .with_label_values(&labels)
-                .set(set.expires_unix() as f64);
+                .set(s.expires as f64);
             seen.pin_sets.insert(labels);
-            pin_window.log(
-                &mut sum,
-                "pin set",
-                &set.name,
-                Position::Leaf,
-                &set.description,
-                set.expires_unix(),
+            sum.pin_sets += 1;
+            let urgency = Urgency::of(
+                s.expires,
+                now,
+                exp.pin_set_warn_before,
+                exp.pin_set_critical_before,
             );
+            count(&mut sum, urgency);
+            if urgency != Urgency::Ok && st.logged.insert(vec!["pin_set".into(), s.name.clone()]) {
+                sum.logged += 1;
+                log_pin_set(s, urgency, now);
+            }
         }
+        sum.series += seen.not_after.len() + seen.pinned.len() + seen.pin_sets.len();
 
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        remove_gone(&m.cert_not_after, &last.not_after, &seen.not_after);
-        remove_gone_int(&m.cert_pinned, &last.pinned, &seen.pinned);
-        remove_gone(&m.pin_set_expiry, &last.pin_sets, &seen.pin_sets);
-        *last = seen;
+        remove_gone(&m.cert_not_after, &st.series.not_after, &seen.not_after);
+        remove_gone_int(&m.cert_pinned, &st.series.pinned, &seen.pinned);
+        remove_gone(&m.pin_set_expiry, &st.series.pin_sets, &seen.pin_sets);
+        st.series = seen;
         sum
     }
 }
 
-/// Runs a sweep at start, whenever `kick` fires (after a swap, a new upstream path), and every
-/// `check_every`.
-pub async fn run(
-    live: std::sync::Arc<Live>,
-    sweeper: std::sync::Arc<Sweeper>,
-    kick: std::sync::Arc<tokio::sync::Notify>,
-) {
+/// Runs a sweep at start, after every swap (`kick`), when an upstream shows a new verified
+/// path, and every `check_every` — counted from the last scheduled sweep, so frequent upstream
+/// sightings cannot postpone it.
+pub async fn run(live: Arc<Live>, sweeper: Arc<Sweeper>, kick: Arc<Notify>) {
+    let mut reason = Reason::Scheduled;
+    let mut next_scheduled = tokio::time::Instant::now();
     loop {
-        let started = std::time::Instant::now();
-        let s = sweeper.sweep(&live);
-        tracing::debug!(certificates = s.certificates, pin_sets = s.pin_sets, took = ?started.elapsed(), "expiry sweep");
-        let every = live.current().config.expiry.check_every;
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = kick.notified() => {}
-            _ = live.shared.upstream_seen.notified() => {}
+        let started = Instant::now();
+        let s = sweeper.sweep(&live, reason);
+        tracing::debug!(
+            reason = ?reason,
+            certificates = s.certificates,
+            pin_sets = s.pin_sets,
+            warnings = s.warnings,
+            critical = s.critical,
+            took = ?started.elapsed(),
+            "expiry sweep"
+        );
+        if reason == Reason::Scheduled {
+            next_scheduled = tokio::time::Instant::now() + live.current().config.expiry.check_every;
         }
+        reason = tokio::select! {
+            _ = tokio::time::sleep_until(next_scheduled) => Reason::Scheduled,
+            _ = kick.notified() => Reason::Scheduled,
+            _ = live.shared.upstream_seen.notified() => Reason::UpstreamSeen,
+        };
     }
 }
 
-/// Whether a snapshot's pin sets or certificates are close to expiring; used at start-up too.
+/// Days from `now` to `unix` (negative once past), as `/status` and the logs show them.
 pub fn days_left(unix: i64, now: i64) -> f64 {
     (unix - now) as f64 / 86_400.0
 }
 
-struct Window {
-    now: i64,
-    warn: i64,
-    critical: i64,
+/// Whether an upstream path last seen at `at` is too old to report: not seen for
+/// 2 × `check_every`.
+pub fn is_stale(at: SystemTime, now: SystemTime, check_every: Duration) -> bool {
+    now.duration_since(at).unwrap_or_default() > check_every * 2
 }
 
-impl Window {
-    fn new(now: i64, warn: Duration, critical: Duration) -> Self {
-        Window {
-            now,
-            warn: warn.as_secs() as i64,
-            critical: critical.as_secs() as i64,
-        }
-    }
+/// Every item one sweep reports, read from one snapshot.
+#[derive(Debug, Default)]
+struct Found {
+    certs: Vec<CertItem>,
+    pinned: Vec<PinnedItem>,
+    pin_sets: Vec<PinSetItem>,
+}
 
-    fn log(
-        &self,
-        sum: &mut SweepSummary,
-        what: &str,
-        name: &str,
-        pos: Position,
-        subject: &str,
-        at: i64,
-    ) {
-        let left = at - self.now;
-        let days = days_left(at, self.now);
-        if left <= self.critical {
-            sum.critical += 1;
-            tracing::error!(
-                what,
-                name,
-                position = pos.as_str(),
-                subject,
-                days_left = format!("{days:.1}"),
-                "expires inside the critical window"
-            );
-        } else if left <= self.warn {
-            sum.warnings += 1;
-            tracing::warn!(
-                what,
-                name,
-                position = pos.as_str(),
-                subject,
-                days_left = format!("{days:.1}"),
-                "expires inside the warning window"
-            );
-        }
+#[derive(Debug)]
+struct CertItem {
+    scope: &'static str,
+    name: String,
+    position: Position,
+    subject: String,
+    serial: String,
+    pin: String,
+    not_after: i64,
+}
+
+impl CertItem {
+    /// The labels of `pinproxy_certificate_not_after_timestamp_seconds`, in metric order.
+    fn labels(&self) -> Vec<String> {
+        vec![
+            self.scope.to_string(),
+            self.name.clone(),
+            self.position.as_str().to_string(),
+            self.subject.clone(),
+            self.serial.clone(),
+            self.pin.clone(),
+        ]
     }
 }
 
-fn set_cert(
-    g: &GaugeVec,
-    seen: &mut Seen,
-    scope: &str,
-    name: &str,
-    pos: Position,
-    info: &CertInfo,
-) {
-    let labels = vec![
-        scope.to_string(),
-        name.to_string(),
-        pos.as_str().to_string(),
-        info.subject.clone(),
-        info.serial.clone(),
-        info.pin.to_prefixed(),
-    ];
-    g.with_label_values(&labels).set(info.not_after as f64);
-    seen.not_after.insert(labels);
+#[derive(Debug)]
+struct PinnedItem {
+    /// scope, name, pin_set, position, pin.
+    labels: [String; 5],
+    pinned: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn set_pinned(
-    g: &IntGaugeVec,
-    seen: &mut Seen,
-    scope: &str,
-    name: &str,
-    set: &str,
-    pos: Position,
-    pin: &Pin,
-    yes: bool,
-) {
-    let labels = vec![
-        scope.to_string(),
-        name.to_string(),
-        set.to_string(),
-        pos.as_str().to_string(),
-        pin.to_prefixed(),
-    ];
-    g.with_label_values(&labels).set(i64::from(yes));
-    seen.pinned.insert(labels);
+#[derive(Debug)]
+struct PinSetItem {
+    name: String,
+    description: String,
+    expires: i64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    series: Series,
+    /// Items logged since the last scheduled sweep.
+    logged: HashSet<Vec<String>>,
+}
+
+#[derive(Debug, Default)]
+struct Series {
+    not_after: HashSet<Vec<String>>,
+    pinned: HashSet<Vec<String>>,
+    pin_sets: HashSet<Vec<String>>,
+}
+
+fn collect(snap: &Snapshot, now: SystemTime) -> Found {
+    let cfg = &snap.config;
+    let mut found = Found::default();
+    for l in &cfg.listeners {
+        let Some(tls) = snap.listeners.get(&l.name) else {
+            continue;
+        };
+        for c in &tls.certs {
+            for (i, info) in c.path.iter().enumerate() {
+                let position = Position::of(i, c.path.len(), c.has_anchor);
+                let pin = info.pin.to_prefixed();
+                for set in l.pin_sets.iter().filter_map(|n| cfg.pin_sets.get(n)) {
+                    found.pinned.push(PinnedItem {
+                        labels: [
+                            "listener".into(),
+                            l.name.clone(),
+                            set.name.clone(),
+                            position.as_str().into(),
+                            pin.clone(),
+                        ],
+                        pinned: set.contains(&info.pin),
+                    });
+                }
+                found.certs.push(CertItem {
+                    scope: "listener",
+                    name: l.name.clone(),
+                    position,
+                    subject: info.subject.clone(),
+                    serial: info.serial.clone(),
+                    pin,
+                    not_after: info.not_after,
+                });
+            }
+        }
+    }
+
+    for (name, client) in &snap.upstreams {
+        let Some((at, path)) = client.observer.last_path() else {
+            continue;
+        };
+        if !client.config.tls || is_stale(at, now, cfg.expiry.check_every) {
+            continue;
+        }
+        let set = client
+            .config
+            .pin_set
+            .as_ref()
+            .and_then(|n| cfg.pin_sets.get(n));
+        for c in &path {
+            let pin = c.pin.to_prefixed();
+            if let Some(set) = set {
+                found.pinned.push(PinnedItem {
+                    labels: [
+                        "upstream".into(),
+                        name.clone(),
+                        set.name.clone(),
+                        c.position.as_str().into(),
+                        pin.clone(),
+                    ],
+                    pinned: set.contains(&c.pin),
+                });
+            }
+            // A compiled-in or OS root is known by its key only: no expiry to report.
+            if let Some(info) = &c.info {
+                found.certs.push(CertItem {
+                    scope: "upstream",
+                    name: name.clone(),
+                    position: c.position,
+                    subject: info.subject.clone(),
+                    serial: info.serial.clone(),
+                    pin,
+                    not_after: info.not_after,
+                });
+            }
+        }
+    }
+
+    found.pin_sets = cfg
+        .pin_sets
+        .values()
+        .map(|s| PinSetItem {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            expires: s.expires_unix(),
+        })
+        .collect();
+    found
+}
+
+fn count(sum: &mut SweepSummary, u: Urgency) {
+    match u {
+        Urgency::Ok => {}
+        Urgency::Warning => sum.warnings += 1,
+        Urgency::Critical | Urgency::Expired => sum.critical += 1,
+    }
+}
+
+fn log_cert(c: &CertItem, u: Urgency, now: i64) {
+    let what = if c.scope == "listener" {
+        "served certificate"
+    } else {
+        "upstream certificate"
+    };
+    let days = format!("{:.1}", days_left(c.not_after, now));
+    let not_after = fmt_time(c.not_after);
+    let (scope, name, position) = (c.scope, c.name.as_str(), c.position.as_str());
+    let (subject, serial, pin) = (c.subject.as_str(), c.serial.as_str(), c.pin.as_str());
+    match u {
+        Urgency::Ok => {}
+        Urgency::Warning => tracing::warn!(
+            what = %what, scope = %scope, name = %name, position = %position, subject = %subject,
+            serial = %serial, pin = %pin, not_after = %not_after, days_left = %days,
+            "certificate expires inside the warning window"
+        ),
+        Urgency::Critical => tracing::error!(
+            what = %what, scope = %scope, name = %name, position = %position, subject = %subject,
+            serial = %serial, pin = %pin, not_after = %not_after, days_left = %days,
+            "certificate expires inside the critical window"
+        ),
+        Urgency::Expired => tracing::error!(
+            what = %what, scope = %scope, name = %name, position = %position, subject = %subject,
+            serial = %serial, pin = %pin, not_after = %not_after, days_left = %days,
+            "certificate has EXPIRED"
+        ),
+    }
+}
+
+fn log_pin_set(s: &PinSetItem, u: Urgency, now: i64) {
+    let days = format!("{:.1}", days_left(s.expires, now));
+    let expires = fmt_time(s.expires);
+    let (pin_set, description) = (s.name.as_str(), s.description.as_str());
+    match u {
+        Urgency::Ok => {}
+        Urgency::Warning => tracing::warn!(
+            pin_set = %pin_set, description = %description, expires = %expires, days_left = %days,
+            "pin set expires inside the warning window: apps that ship it stop pinning after that date"
+        ),
+        Urgency::Critical => tracing::error!(
+            pin_set = %pin_set, description = %description, expires = %expires, days_left = %days,
+            "pin set expires inside the critical window: apps that ship it stop pinning after that date"
+        ),
+        Urgency::Expired => tracing::error!(
+            pin_set = %pin_set, description = %description, expires = %expires, days_left = %days,
+            "pin set has EXPIRED: apps that ship it no longer pin; an upstream pin set is still enforced"
+        ),
+    }
 }
 
 fn remove_gone(g: &GaugeVec, before: &HashSet<Vec<String>>, now: &HashSet<Vec<String>>) {
@@ -303,5 +443,198 @@ fn remove_gone(g: &GaugeVec, before: &HashSet<Vec<String>>, now: &HashSet<Vec<St
 fn remove_gone_int(g: &IntGaugeVec, before: &HashSet<Vec<String>>, now: &HashSet<Vec<String>>) {
     for labels in before.difference(now) {
         let _ = g.remove_label_values(labels);
+    }
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    const DAY: i64 = 86_400;
+    const NOW: i64 = 1_800_000_000;
+
+    fn expiry() -> Expiry {
+        let d = |days: u64| Duration::from_secs(days * DAY as u64);
+        Expiry {
+            warn_before: d(28),
+            critical_before: d(14),
+            pin_set_warn_before: d(60),
+            pin_set_critical_before: d(21),
+            pin_set_grace: d(2),
+            check_every: Duration::from_secs(3600),
+        }
+    }
+
+    fn cert(name: &str, position: Position, serial: &str, days: i64) -> CertItem {
+        CertItem {
+            scope: "listener",
+            name: name.into(),
+            position,
+            subject: format!("CN={serial}"),
+            serial: serial.into(),
+            pin: format!("sha256/{serial}"),
+            not_after: NOW + days * DAY,
+        }
+    }
+
+    fn pin_set(name: &str, days: i64) -> PinSetItem {
+        PinSetItem {
+            name: name.into(),
+            description: String::new(),
+            expires: NOW + days * DAY,
+        }
+    }
+
+    /// Two chains of one listener that share an intermediate in the critical window, a leaf in
+    /// the warning window, a healthy leaf, and an expired pin set.
+    fn shared_intermediate() -> Found {
+        Found {
+            certs: vec![
+                cert("mobile", Position::Leaf, "01", 20),
+                cert("mobile", Position::Intermediate, "ca", 5),
+                cert("mobile", Position::Leaf, "02", 80),
+                cert("mobile", Position::Intermediate, "ca", 5),
+            ],
+            pinned: vec![],
+            pin_sets: vec![pin_set("app-4", -3), pin_set("app-5", 400)],
+        }
+    }
+
+    #[test]
+    fn urgency_follows_the_windows_like_the_alert_rules() {
+        let e = expiry();
+        let u =
+            |days_left: i64| Urgency::of(NOW + days_left, NOW, e.warn_before, e.critical_before);
+        assert_eq!(u(29 * DAY), Urgency::Ok);
+        assert_eq!(u(28 * DAY), Urgency::Ok, "the rules compare with <");
+        assert_eq!(u(28 * DAY - 1), Urgency::Warning);
+        assert_eq!(u(14 * DAY), Urgency::Warning);
+        assert_eq!(u(14 * DAY - 1), Urgency::Critical);
+        assert_eq!(u(1), Urgency::Critical);
+        assert_eq!(u(0), Urgency::Expired);
+        assert_eq!(u(-DAY), Urgency::Expired);
+    }
+
+    #[test]
+    fn a_certificate_shared_by_two_chains_is_one_series_and_one_log_line() {
+        let m = Metrics::new().expect("metrics");
+        let s = Sweeper::new();
+        let sum = s.apply(
+            &m,
+            &expiry(),
+            &shared_intermediate(),
+            NOW,
+            Reason::Scheduled,
+        );
+        assert_eq!(
+            sum.certificates, 3,
+            "leaf 01, leaf 02, the intermediate once"
+        );
+        assert_eq!(sum.pin_sets, 2);
+        assert_eq!(sum.warnings, 1, "leaf 01");
+        assert_eq!(sum.critical, 2, "the intermediate, the expired pin set");
+        assert_eq!(sum.logged, 3, "one line per item in a window");
+        assert_eq!(sum.series, 4 + 3 + 2);
+    }
+
+    #[test]
+    fn each_scheduled_sweep_logs_again_and_upstream_sightings_log_only_new_items() {
+        let m = Metrics::new().expect("metrics");
+        let s = Sweeper::new();
+        let e = expiry();
+        let found = shared_intermediate();
+        assert_eq!(s.apply(&m, &e, &found, NOW, Reason::Scheduled).logged, 3);
+        assert_eq!(
+            s.apply(&m, &e, &found, NOW, Reason::UpstreamSeen).logged,
+            0,
+            "nothing new since the scheduled sweep"
+        );
+        let mut more = shared_intermediate();
+        more.certs.push(CertItem {
+            scope: "upstream",
+            ..cert("payments", Position::Leaf, "up", 3)
+        });
+        let sum = s.apply(&m, &e, &more, NOW, Reason::UpstreamSeen);
+        assert_eq!(
+            (sum.logged, sum.critical),
+            (1, 3),
+            "only the new upstream leaf"
+        );
+        assert_eq!(s.apply(&m, &e, &more, NOW, Reason::UpstreamSeen).logged, 0);
+        assert_eq!(s.apply(&m, &e, &more, NOW, Reason::Scheduled).logged, 4);
+    }
+
+    #[test]
+    fn series_that_went_away_are_removed_and_the_rest_stay() {
+        let m = Metrics::new().expect("metrics");
+        let s = Sweeper::new();
+        let e = expiry();
+        s.apply(&m, &e, &shared_intermediate(), NOW, Reason::Scheduled);
+        let text = String::from_utf8(m.encode()).expect("utf-8");
+        assert!(text.contains("serial=\"01\""), "{text}");
+        assert!(text.contains("pin_set=\"app-4\""), "{text}");
+
+        let mut renewed = shared_intermediate();
+        renewed.certs[0] = cert("mobile", Position::Leaf, "03", 90);
+        renewed.pin_sets.remove(0);
+        s.apply(&m, &e, &renewed, NOW, Reason::Scheduled);
+        let text = String::from_utf8(m.encode()).expect("utf-8");
+        assert!(!text.contains("serial=\"01\""), "old leaf removed: {text}");
+        assert!(
+            !text.contains("pin_set=\"app-4\""),
+            "old pin set removed: {text}"
+        );
+        assert!(text.contains("serial=\"03\""), "{text}");
+        assert!(text.contains("serial=\"ca\""), "{text}");
+    }
+
+    /// Collects what the fmt subscriber writes.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("capture").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn log_lines_match_the_summary_with_one_level_per_window() {
+        let cap = Capture::default();
+        let w = cap.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .finish();
+        let m = Metrics::new().expect("metrics");
+        let s = Sweeper::new();
+        let sum = tracing::subscriber::with_default(subscriber, || {
+            s.apply(
+                &m,
+                &expiry(),
+                &shared_intermediate(),
+                NOW,
+                Reason::Scheduled,
+            )
+        });
+        let out = String::from_utf8(cap.0.lock().expect("capture").clone()).expect("utf-8");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), sum.logged, "{out}");
+        let with = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
+        assert_eq!(with("serial=ca"), 1, "shared intermediate once: {out}");
+        assert_eq!(with("WARN"), 1, "{out}");
+        assert_eq!(with("ERROR"), 2, "{out}");
+        assert_eq!(with("pin set has EXPIRED"), 1, "{out}");
     }
 }

@@ -4,8 +4,9 @@
 //! (OkHttp's CVE-2016-2402). Handshake signatures are always checked by the standard verifier.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -48,6 +49,9 @@ pub struct UpstreamObserver {
     /// Woken when a path is seen for the first time or changes, so expiry gauges follow soon.
     changed: Arc<tokio::sync::Notify>,
     state: Mutex<ObserverState>,
+    /// Unix milliseconds of the last successful request: connections are pooled and sessions
+    /// resumed, so the verifier may not run again for as long as the upstream is in use.
+    used: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -70,17 +74,30 @@ impl UpstreamObserver {
             metrics,
             changed,
             state: Mutex::new(ObserverState::default()),
+            used: AtomicU64::new(0),
         })
     }
 
-    /// The verified path of the last handshake and when it was seen.
+    /// The verified path of the last full handshake, and when it was last seen: that
+    /// handshake or, if later, the last successful request (over a pooled connection or a
+    /// resumed session, both verified under this upstream's current configuration).
     pub fn last_path(&self) -> Option<(SystemTime, Vec<ObservedCert>)> {
-        self.lock().last_path.clone()
+        let used = UNIX_EPOCH + Duration::from_millis(self.used.load(Ordering::Relaxed));
+        self.lock()
+            .last_path
+            .clone()
+            .map(|(at, path)| (at.max(used), path))
     }
 
-    /// Forgets the observed path (after it went stale), keeping the key history.
-    pub fn clear_path(&self) {
-        self.lock().last_path = None;
+    /// Records a successful request: the upstream is still seen.
+    pub fn touch(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        // Load first: a hot upstream then writes the shared cache line once a millisecond at most.
+        if self.used.load(Ordering::Relaxed) != now {
+            self.used.store(now, Ordering::Relaxed);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ObserverState> {

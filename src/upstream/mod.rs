@@ -119,7 +119,7 @@ impl UpstreamClient {
         } else {
             None
         };
-        match self.client.request(req).await {
+        let result = match self.client.request(req).await {
             Ok(resp) => Ok(resp),
             Err(e) if retry.is_some() && is_stale_connection(&e) => {
                 tracing::debug!(upstream = %self.config.name, cause = %e, "pooled connection was stale, retrying once");
@@ -127,7 +127,12 @@ impl UpstreamClient {
                 self.client.request(copy).await.map_err(|e| self.error(e))
             }
             Err(e) => Err(self.error(e)),
+        };
+        if result.is_ok() {
+            // Keeps the upstream's verified path current while pooled connections carry the traffic.
+            self.observer.touch();
         }
+        result
     }
 
     fn error(&self, source: hyper_util::client::legacy::Error) -> UpstreamError {

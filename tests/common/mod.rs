@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod pki;
+pub mod prom;
 pub mod upstream;
 
 use std::future::Future;
