@@ -61,18 +61,23 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// The async runtime: one worker per core, or `PINPROXY_WORKERS`. With a single worker the
+/// current-thread scheduler does the same work without cross-thread wake-ups.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = std::env::var("PINPROXY_WORKERS")
+    let workers = std::env::var("PINPROXY_WORKERS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-    {
-        b.worker_threads(n);
-    }
-    b.enable_all()
-        .build()
-        .context("cannot start the async runtime")
+        .filter(|n| *n > 0);
+    let mut b = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    b.enable_all().build().context("cannot start the async runtime")
 }
 
 fn run(config: &Path) -> anyhow::Result<u8> {

@@ -160,12 +160,11 @@ pub fn publish(live: &Live, next: Snapshot, old_digest: Option<&str>) {
     if let Some(old) = old_digest.filter(|d| *d != next.digest) {
         let _ = metrics.config_info.remove_label_values(&[old]);
     }
-    metrics
-        .config_info
-        .with_label_values(&[next.digest.as_str()])
-        .set(1);
-    metrics.config_generation.set(next.generation as i64);
+    let (generation, digest) = (next.generation as i64, next.digest.clone());
+    // Swap first: whoever sees the new generation in the metrics must find the new state.
     live.swap(next);
+    metrics.config_info.with_label_values(&[digest.as_str()]).set(1);
+    metrics.config_generation.set(generation);
 }
 
 /// Logs what changed, which parts need a restart, and which pin each served chain now matches
