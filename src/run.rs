@@ -228,14 +228,19 @@ async fn reload_loop(
     let mut armed = arm(&live, &status, &tx, None);
     loop {
         let poll = live.current().config.reload.poll_interval;
-        let trigger = tokio::select! {
+        let mut trigger = tokio::select! {
             t = rx.recv() => match t { Some(t) => t, None => return },
             _ = sleep_or_never(poll) => Trigger::Poll,
         };
         if trigger == Trigger::Files {
             // Editors and `kubectl` write in several steps: let them finish.
             tokio::time::sleep(DEBOUNCE).await;
-            while rx.try_recv().is_ok() {}
+            while let Ok(t) = rx.try_recv() {
+                // A signal that came meanwhile is served by this reload: say so in the log.
+                if t == Trigger::Signal {
+                    trigger = t;
+                }
+            }
         }
         let (l, p, s) = (live.clone(), path.clone(), status.clone());
         let outcome =
