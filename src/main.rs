@@ -77,7 +77,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         }
         None => tokio::runtime::Builder::new_multi_thread(),
     };
-    b.enable_all().build().context("cannot start the async runtime")
+    b.enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn run(config: &Path) -> anyhow::Result<u8> {

@@ -213,7 +213,10 @@ pub fn publish(live: &Live, next: Snapshot, old_digest: Option<&str>) {
     let (generation, digest) = (next.generation as i64, next.digest.clone());
     // Swap first: whoever sees the new generation in the metrics must find the new state.
     live.swap(next);
-    metrics.config_info.with_label_values(&[digest.as_str()]).set(1);
+    metrics
+        .config_info
+        .with_label_values(&[digest.as_str()])
+        .set(1);
     metrics.config_generation.set(generation);
 }
 
