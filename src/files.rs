@@ -4,7 +4,7 @@
 //! event is not a reload and reverting a bad edit recovers. Reading through this type is the
 //! only way the loaders touch the file system, which keeps the digest complete.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,6 +14,8 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Default, Clone)]
 pub struct Files {
     read: BTreeMap<PathBuf, Arc<Vec<u8>>>,
+    /// Files that could not be read: not part of the digest, but worth watching.
+    unreadable: BTreeSet<PathBuf>,
 }
 
 impl Files {
@@ -26,7 +28,13 @@ impl Files {
         if let Some(data) = self.read.get(path) {
             return Ok(data.clone());
         }
-        let data = Arc::new(std::fs::read(path)?);
+        let data = match std::fs::read(path) {
+            Ok(d) => Arc::new(d),
+            Err(e) => {
+                self.unreadable.insert(path.to_path_buf());
+                return Err(e);
+            }
+        };
         self.read.insert(path.to_path_buf(), data.clone());
         Ok(data)
     }
@@ -45,6 +53,11 @@ impl Files {
 
     pub fn paths(&self) -> impl Iterator<Item = &Path> {
         self.read.keys().map(PathBuf::as_path)
+    }
+
+    /// Files whose read failed in this build.
+    pub fn missing(&self) -> impl Iterator<Item = &Path> {
+        self.unreadable.iter().map(PathBuf::as_path)
     }
 
     /// SHA-256 over every path and content, in path order, hex encoded.

@@ -4,6 +4,7 @@
 //! Binds exactly the addresses in the config; tests use port 0 and read the bound addresses
 //! back from [`Running`].
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -224,10 +225,10 @@ async fn reload_loop(
     kick: Arc<Notify>,
 ) {
     // Dropping the watcher stops watching: hold it, replacing it only with a working one.
-    let mut _watcher = arm(&live, &tx);
+    let mut armed = arm(&live, &status, &tx, None);
     loop {
         let poll = live.current().config.reload.poll_interval;
-        let trigger = tokio::select! {
+        let mut trigger = tokio::select! {
             t = rx.recv() => match t { Some(t) => t, None => return },
             _ = sleep_or_never(poll) => Trigger::Poll,
         };
@@ -235,27 +236,52 @@ async fn reload_loop(
             // Editors and `kubectl` write in several steps: let them finish.
             tokio::time::sleep(DEBOUNCE).await;
             while let Ok(t) = rx.try_recv() {
-                let _ = t;
+                // A signal that came meanwhile is served by this reload: say so in the log.
+                if t == Trigger::Signal {
+                    trigger = t;
+                }
             }
         }
         let (l, p, s) = (live.clone(), path.clone(), status.clone());
         let outcome =
-            tokio::task::spawn_blocking(move || reload::reload(&l, &p, &s, trigger.as_str())).await;
+            tokio::task::spawn_blocking(move || reload::reload(&l, &p, &s, trigger)).await;
         if let Ok(Outcome::Swapped { .. }) = outcome {
             kick.notify_one();
         }
-        // Re-arm on every trigger: inputs may have moved and directories may have been recreated.
-        let next = arm(&live, &tx);
-        if next.is_some() {
-            _watcher = next;
+        // Re-arm after events and signals: inputs may have moved and directories may have been
+        // recreated under the same name. A poll re-arms only when the directories changed, so
+        // a short poll_interval does not churn inotify instances.
+        let same_dirs = match (&armed, trigger) {
+            (Some((_, dirs)), Trigger::Poll) => Some(dirs),
+            _ => None,
+        };
+        if let Some(next) = arm(&live, &status, &tx, same_dirs) {
+            // A directory watched only from now on may have changed between the read and the
+            // arming (a missing file's directory appearing, a new `..data` version): look again.
+            if armed.as_ref().is_some_and(|(_, dirs)| *dirs != next.1) {
+                let _ = tx.try_send(Trigger::Files);
+            }
+            armed = Some(next);
         }
     }
 }
 
-fn arm(live: &Live, tx: &mpsc::Sender<Trigger>) -> Option<notify::RecommendedWatcher> {
-    let inputs = reload::inputs(&live.current());
-    match reload::watch_files(&inputs, tx.clone()) {
-        Ok(w) => Some(w),
+/// A watcher over everything the running snapshot and the last rejected attempt read, unless
+/// that is exactly `unless_dirs` (then `None`: keep the one armed).
+fn arm(
+    live: &Live,
+    status: &ReloadStatus,
+    tx: &mpsc::Sender<Trigger>,
+    unless_dirs: Option<&BTreeSet<PathBuf>>,
+) -> Option<(notify::RecommendedWatcher, BTreeSet<PathBuf>)> {
+    let mut inputs = reload::inputs(&live.current());
+    inputs.extend(status.attempted_inputs());
+    let dirs = reload::dirs_to_watch(&inputs);
+    if unless_dirs == Some(&dirs) {
+        return None;
+    }
+    match reload::watch_dirs(&dirs, tx.clone()) {
+        Ok(w) => Some((w, dirs)),
         Err(e) => {
             tracing::warn!(cause = %e, "cannot watch files; reload on SIGHUP or set [reload] poll_interval");
             None

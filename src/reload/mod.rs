@@ -8,8 +8,8 @@
 mod watch;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Value, json};
 
@@ -18,7 +18,7 @@ use crate::diag::Problems;
 use crate::files::Files;
 use crate::snapshot::{self, Live, Snapshot, unix_now};
 
-pub use watch::{Trigger, watch_files};
+pub use watch::{Trigger, dirs_to_watch, watch_dirs, watch_files};
 
 /// The outcome of the last reload attempts, for `/status` and the metrics.
 #[derive(Debug)]
@@ -29,6 +29,17 @@ pub struct ReloadStatus {
     last_error: Mutex<Option<String>>,
     /// Digest of the inputs of the last failed attempt, so the same bad files are reported once.
     failed_digest: Mutex<Option<String>>,
+    /// Attempts so far, whatever their outcome (unchanged ones included).
+    attempts: AtomicU64,
+    last_trigger: Mutex<Option<&'static str>>,
+    last_outcome: Mutex<Option<&'static str>>,
+    /// The config the process started with: what its sockets are bound to.
+    boot: OnceLock<Arc<Config>>,
+    /// Items of the running config that differ from `boot` and wait for a restart.
+    needs_restart: Mutex<Vec<String>>,
+    /// Files the last failed attempt read or looked for, so the watcher also follows files
+    /// that a rejected config names (a referenced file that does not exist yet).
+    attempted: Mutex<Vec<PathBuf>>,
 }
 
 impl ReloadStatus {
@@ -40,6 +51,12 @@ impl ReloadStatus {
             last_attempt: AtomicI64::new(now),
             last_error: Mutex::new(None),
             failed_digest: Mutex::new(None),
+            attempts: AtomicU64::new(0),
+            last_trigger: Mutex::new(None),
+            last_outcome: Mutex::new(None),
+            boot: OnceLock::new(),
+            needs_restart: Mutex::new(Vec::new()),
+            attempted: Mutex::new(Vec::new()),
         }
     }
 
@@ -48,8 +65,18 @@ impl ReloadStatus {
             "last_successful": self.last_ok.load(Ordering::Relaxed),
             "last_success": crate::tls::fmt_time(self.last_success.load(Ordering::Relaxed)),
             "last_attempt": crate::tls::fmt_time(self.last_attempt.load(Ordering::Relaxed)),
-            "last_error": *self.last_error.lock().unwrap_or_else(|p| p.into_inner()),
+            "last_error": *lock(&self.last_error),
+            "attempts": self.attempts.load(Ordering::Relaxed),
+            "last_trigger": *lock(&self.last_trigger),
+            "last_outcome": *lock(&self.last_outcome),
+            "needs_restart": *lock(&self.needs_restart),
         })
+    }
+
+    /// Files a rejected config named beyond those of the running snapshot: the watcher follows
+    /// them too, so creating a missing file triggers a reload.
+    pub fn attempted_inputs(&self) -> Vec<PathBuf> {
+        lock(&self.attempted).clone()
     }
 }
 
@@ -72,10 +99,23 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Unchanged => "unchanged",
+            Outcome::StillFailing => "still_failing",
+            Outcome::Swapped { .. } => "swapped",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
 /// Rebuilds from `path` and swaps the result in if it differs from what runs.
-pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: &str) -> Outcome {
+pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: Trigger) -> Outcome {
     let cur = live.current();
+    let boot = status.boot.get_or_init(|| cur.config.clone()).clone();
     let metrics = &live.shared.metrics;
+    let trigger = trigger.as_str();
     let mut files = Files::new();
     let result = snapshot::build(
         path,
@@ -85,26 +125,34 @@ pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: &str) ->
         &mut files,
     );
     let digest = files.digest();
+    status.attempts.fetch_add(1, Ordering::Relaxed);
     status.last_attempt.store(unix_now(), Ordering::Relaxed);
-    match result {
+    *lock(&status.last_trigger) = Some(trigger);
+    let outcome = match result {
         Ok(next) if next.digest == cur.digest => {
+            lock(&status.attempted).clear();
             if !status.last_ok.swap(true, Ordering::Relaxed) {
                 tracing::info!(
                     trigger,
                     "files match the running config again; last reload failure cleared"
                 );
                 metrics.config_last_reload_ok.set(1);
-                *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                *status
-                    .failed_digest
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = None;
+                *lock(&status.last_error) = None;
+                *lock(&status.failed_digest) = None;
             }
             Outcome::Unchanged
         }
         Ok(next) => {
             let generation = next.generation;
             log_changes(&cur, &next);
+            let pending = needs_restart(&boot, &next.config);
+            {
+                let mut known = lock(&status.needs_restart);
+                for item in pending.iter().filter(|i| !known.contains(i)) {
+                    tracing::warn!(item = %item, "changed in the config but needs a restart to apply; the rest is applied");
+                }
+                *known = pending;
+            }
             for w in next.warnings.warnings() {
                 tracing::warn!("{w}");
             }
@@ -113,11 +161,9 @@ pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: &str) ->
             publish(live, next, Some(&cur.digest));
             status.last_ok.store(true, Ordering::Relaxed);
             status.last_success.store(unix_now(), Ordering::Relaxed);
-            *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            *status
-                .failed_digest
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = None;
+            *lock(&status.last_error) = None;
+            *lock(&status.failed_digest) = None;
+            lock(&status.attempted).clear();
             metrics
                 .config_reloads
                 .with_label_values(&["success", ""])
@@ -128,30 +174,34 @@ pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: &str) ->
             Outcome::Swapped { generation }
         }
         Err(problems) => {
-            let mut failed = status
-                .failed_digest
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            *lock(&status.attempted) = files
+                .paths()
+                .chain(files.missing())
+                .map(Path::to_path_buf)
+                .collect();
+            let mut failed = lock(&status.failed_digest);
             if failed.as_deref() == Some(digest.as_str()) {
-                return Outcome::StillFailing;
+                Outcome::StillFailing
+            } else {
+                *failed = Some(digest);
+                drop(failed);
+                let reason = problems
+                    .first_error_kind()
+                    .map_or("validation", |k| k.as_label());
+                metrics
+                    .config_reloads
+                    .with_label_values(&["failure", reason])
+                    .inc();
+                metrics.config_last_reload_ok.set(0);
+                status.last_ok.store(false, Ordering::Relaxed);
+                *lock(&status.last_error) = Some(problems.to_string());
+                tracing::error!(trigger, reason, errors = %problems, "reload rejected; the running config stays");
+                Outcome::Failed
             }
-            *failed = Some(digest);
-            drop(failed);
-            let reason = problems
-                .first_error_kind()
-                .map_or("validation", |k| k.as_label());
-            metrics
-                .config_reloads
-                .with_label_values(&["failure", reason])
-                .inc();
-            metrics.config_last_reload_ok.set(0);
-            status.last_ok.store(false, Ordering::Relaxed);
-            *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(problems.to_string());
-            tracing::error!(trigger, reason, errors = %problems, "reload rejected; the running config stays");
-            Outcome::Failed
         }
-    }
+    };
+    *lock(&status.last_outcome) = Some(outcome.as_str());
+    outcome
 }
 
 /// Makes `next` the running snapshot and updates the config metrics.
@@ -173,17 +223,15 @@ pub fn publish(live: &Live, next: Snapshot, old_digest: Option<&str>) {
 /// Logs what changed, which parts need a restart, and which pin each served chain now matches
 /// (renewal on the same key, or rotation to a shipped backup).
 fn log_changes(cur: &Snapshot, next: &Snapshot) {
-    for item in needs_restart(&cur.config, &next.config) {
-        tracing::warn!(item = %item, "changed in the config but needs a restart to apply");
-    }
     for (name, tls) in &next.listeners {
         let old = cur.listeners.get(name);
         for (c, cert) in tls.certs.iter().enumerate() {
             let old_pin = old.and_then(|o| o.certs.get(c)).map(|o| o.path[0].pin);
             let change = match old_pin {
                 Some(p) if p == cert.path[0].pin => {
-                    if old.and_then(|o| o.certs.get(c)).map(|o| &o.path[0].serial)
-                        == Some(&cert.path[0].serial)
+                    // The whole leaf, not the serial: a CA may derive serials from the key.
+                    if old.and_then(|o| o.certs.get(c)).map(|o| &o.key.cert[0])
+                        == Some(&cert.key.cert[0])
                     {
                         continue;
                     }
@@ -205,7 +253,8 @@ fn log_changes(cur: &Snapshot, next: &Snapshot) {
     }
 }
 
-/// Items that differ between two configs and cannot be applied in place.
+/// Items that differ between the config the process started with and a newer one and cannot
+/// be applied in place.
 pub fn needs_restart(cur: &Config, next: &Config) -> Vec<String> {
     let mut out = Vec::new();
     for l in &next.listeners {
@@ -245,4 +294,9 @@ pub fn inputs(snap: &Snapshot) -> Vec<PathBuf> {
 /// Problems of a failed first load, for the start-up error.
 pub fn describe(problems: &Problems) -> String {
     problems.errors().map(|p| format!("  - {p}\n")).collect()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a reload panicked mid-update; the values are plain data.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

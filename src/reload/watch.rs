@@ -31,6 +31,14 @@ pub fn watch_files(
     inputs: &[PathBuf],
     tx: mpsc::Sender<Trigger>,
 ) -> notify::Result<RecommendedWatcher> {
+    watch_dirs(&dirs_to_watch(inputs), tx)
+}
+
+/// A watcher over `dirs` (see [`dirs_to_watch`]); events go to `tx` (coalesced).
+pub fn watch_dirs(
+    dirs: &BTreeSet<PathBuf>,
+    tx: mpsc::Sender<Trigger>,
+) -> notify::Result<RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev
             && !matches!(ev.kind, notify::EventKind::Access(_))
@@ -39,8 +47,8 @@ pub fn watch_files(
             let _ = tx.try_send(Trigger::Files);
         }
     })?;
-    for dir in dirs_to_watch(inputs) {
-        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+    for dir in dirs {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
             tracing::debug!(dir = %dir.display(), cause = %e, "cannot watch directory");
         }
     }

@@ -171,3 +171,6 @@ pub fn have_tool(tool: &str) -> bool {
     }
     found
 }
+
+/// Reload tests: generations, reload status, atomic and hidden writes, resuming clients.
+pub mod reload;

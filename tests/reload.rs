@@ -1,0 +1,822 @@
+//! Hot reload as an operator sees it: edits, atomic renames, Kubernetes `..data` swaps and
+//! certbot renewals are picked up; SIGHUP and polling work where the watcher sees nothing;
+//! every rejected reload keeps the old state serving and says why in the metrics; upstream pin
+//! changes reach open connections; TLS sessions survive reloads that keep the certificates; and
+//! reloads under load fail no request.
+//!
+//! Every test waits on the generation (`/readyz`), the reload metrics or `/status`, never on a
+//! fixed sleep.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::reload::*;
+use common::*;
+use pinproxy::run::{Running, start};
+use rcgen::KeyPair;
+
+/// A proxy on one listener "mobile" serving a leaf for localhost pinned by pin set "app"
+/// (leaf key, the next key `next`, and a backup), routing `/v1` to a plain echo upstream.
+struct Setup {
+    dir: TestDir,
+    pki: Pki,
+    leaf: Issued,
+    /// A leaf on a key that "app" already ships as the next key.
+    next: Issued,
+    up: TestUpstream,
+}
+
+impl Setup {
+    async fn new(extra: &str) -> Self {
+        let up = TestUpstream::plain(UpstreamMode::Echo).await;
+        let dir = TestDir::new();
+        let pki = Pki::new("reload");
+        let leaf = pki.leaf(&["localhost"]);
+        let next = pki.leaf(&["localhost"]);
+        dir.write_cert("api", &leaf);
+        dir.write("pins/app.toml", app_pins(&leaf, &next, 1));
+        let s = Setup {
+            dir,
+            pki,
+            leaf,
+            next,
+            up,
+        };
+        s.dir.write("config.toml", s.config("/v1", extra));
+        s
+    }
+
+    fn config(&self, prefix: &str, extra: &str) -> String {
+        basic_config(
+            "api",
+            &["app"],
+            &format!("{}{extra}", route(self.up.addr, prefix)),
+        )
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.config_path()
+    }
+
+    async fn start(&self) -> Running {
+        start(&self.config_path()).await.expect("proxy starts")
+    }
+
+    fn client(&self, r: &Running) -> Client {
+        Client::new(
+            r.listener("mobile").expect("listener"),
+            &self.pki.root_pem(),
+        )
+        .pin(&[&self.leaf.pin, &self.next.pin])
+    }
+}
+
+/// Pin set "app": the served key, the next key, and an offline backup.
+fn app_pins(leaf: &Issued, next: &Issued, backup_seed: u8) -> String {
+    pin_set_text(
+        "2099-01-01",
+        &[
+            (&leaf.pin, "current", "key"),
+            (&next.pin, "next", "key"),
+            (&backup_pin(backup_seed), "backup", "key"),
+        ],
+    )
+}
+
+fn route(up: SocketAddr, prefix: &str) -> String {
+    format!(
+        "[[route]]\nname = \"main\"\npath_prefix = \"{prefix}\"\nupstream = \"backend\"\n\n\
+         [upstream.backend]\nurl = \"http://{up}\"\n"
+    )
+}
+
+async fn status_of(c: &Client, path: &str) -> u16 {
+    c.get("localhost", path).await.expect("request").status
+}
+
+async fn served_pin(c: &Client) -> String {
+    c.handshake().await.expect("handshake").1.leaf_pin
+}
+
+/// The old state answers: the old route, the old certificate, the old generation.
+async fn assert_old_state_serves(s: &Setup, r: &Running, gen_before: u64) {
+    let c = s.client(r);
+    assert_eq!(status_of(&c, "/v1/x").await, 200, "old route still answers");
+    assert_eq!(
+        served_pin(&c).await,
+        s.leaf.pin,
+        "old certificate still served"
+    );
+    assert_eq!(
+        generation(r.admin).await,
+        gen_before,
+        "generation unchanged"
+    );
+    assert_eq!(last_reload_successful(r.admin).await, 0.0);
+}
+
+// ---- triggers ------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn in_place_edits_of_pins_and_routes_are_swapped_in_and_a_touch_is_not_a_reload() {
+    let s = Setup::new("").await;
+    let r = s.start().await;
+    let c = s.client(&r);
+    let g0 = generation(r.admin).await;
+    assert_eq!(status_of(&c, "/v2/x").await, 404);
+
+    // A pin file edited in place: one more backup pin.
+    let mut pins = app_pins(&s.leaf, &s.next, 1);
+    pins.push_str(&format!(
+        "[[pin]]\nsha256 = \"{}\"\nlabel = \"backup 2\"\n",
+        backup_pin(2)
+    ));
+    std::fs::write(s.dir.path().join("pins/app.toml"), &pins).expect("edit pins");
+    wait_generation(r.admin, g0 + 1).await;
+    assert_eq!(reloads(r.admin, "success", None).await, 1.0);
+
+    // A route edited in place.
+    std::fs::write(s.config_path(), s.config("/v2", "")).expect("edit config");
+    wait_generation(r.admin, g0 + 2).await;
+    assert_eq!(status_of(&c, "/v2/x").await, 200, "new route served");
+    assert_eq!(status_of(&c, "/v1/x").await, 404, "old route gone");
+    assert_eq!(reloads(r.admin, "success", None).await, 2.0);
+
+    // Same content written again: an event, an attempt, but no reload.
+    let before = attempts(r.admin).await;
+    std::fs::write(s.config_path(), s.config("/v2", "")).expect("touch config");
+    std::fs::write(s.dir.path().join("pins/app.toml"), &pins).expect("touch pins");
+    wait_attempts_after(r.admin, before).await;
+    assert_eq!(generation(r.admin).await, g0 + 2);
+    assert_eq!(reloads(r.admin, "success", None).await, 2.0);
+    assert_eq!(failures(r.admin).await, 0.0);
+    assert_eq!(reload_status(r.admin).await["last_outcome"], "unchanged");
+}
+
+#[tokio::test]
+async fn config_renamed_over_the_old_file_is_picked_up() {
+    let s = Setup::new("").await;
+    let r = s.start().await;
+    let g0 = generation(r.admin).await;
+    write_atomic(&s.config_path(), s.config("/v2", ""));
+    wait_generation(r.admin, g0 + 1).await;
+    assert_eq!(status_of(&s.client(&r), "/v2/x").await, 200);
+    // The watcher follows the new inode too.
+    write_atomic(&s.config_path(), s.config("/v3", ""));
+    wait_generation(r.admin, g0 + 2).await;
+    assert_eq!(status_of(&s.client(&r), "/v3/x").await, 200);
+    assert_eq!(reloads(r.admin, "success", None).await, 2.0);
+}
+
+/// One version of a Kubernetes ConfigMap/Secret volume: `..NAME/` with config, pins, certs.
+fn write_k8s_version(root: &Path, name: &str, config: &str, pins: &str, cert: &Issued) {
+    let v = root.join(name);
+    std::fs::create_dir_all(v.join("pins")).expect("pins");
+    std::fs::create_dir_all(v.join("certs")).expect("certs");
+    std::fs::write(v.join("config.toml"), config).expect("config");
+    std::fs::write(v.join("pins/app.toml"), pins).expect("pins");
+    std::fs::write(v.join("certs/api.pem"), cert.chain_pem()).expect("chain");
+    std::fs::write(v.join("certs/api.key"), &cert.key_pem).expect("key");
+}
+
+/// What the kubelet does: point `..data_tmp` at the new version, rename it over `..data`,
+/// delete the old version.
+fn k8s_swap(root: &Path, new: &str, old: &str) {
+    std::os::unix::fs::symlink(new, root.join("..data_tmp")).expect("..data_tmp");
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).expect("swap ..data");
+    std::fs::remove_dir_all(root.join(old)).expect("remove old version");
+}
+
+#[tokio::test]
+async fn kubernetes_data_symlink_swaps_are_picked_up_with_pins_behind_the_symlink() {
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let pki = Pki::new("k8s");
+    let a = pki.leaf(&["localhost"]);
+    let b = pki.leaf(&["localhost"]);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let root = tmp.path();
+    let config = |prefix: &str| basic_config("api", &["app"], &route(up.addr, prefix));
+    let pins_a = pin_set_text(
+        "2099-01-01",
+        &[(&a.pin, "a", "key"), (&backup_pin(1), "backup", "key")],
+    );
+    // Version y rotates to key b, which only y's pin set holds: the reload passes only if the
+    // pins are read through the `pins` symlink of the new version.
+    let pins_b = pin_set_text(
+        "2099-01-01",
+        &[(&b.pin, "b", "key"), (&backup_pin(2), "backup", "key")],
+    );
+    write_k8s_version(root, "..2026_x", &config("/v1"), &pins_a, &a);
+    std::os::unix::fs::symlink("..2026_x", root.join("..data")).expect("..data");
+    for name in ["config.toml", "pins", "certs"] {
+        std::os::unix::fs::symlink(format!("..data/{name}"), root.join(name)).expect("link");
+    }
+    let r = start(&root.join("config.toml"))
+        .await
+        .expect("proxy starts");
+    let c = Client::new(r.listener("mobile").expect("listener"), &pki.root_pem());
+    assert_eq!(served_pin(&c).await, a.pin);
+    let g0 = generation(r.admin).await;
+
+    write_k8s_version(root, "..2026_y", &config("/v2"), &pins_b, &b);
+    k8s_swap(root, "..2026_y", "..2026_x");
+    wait_generation(r.admin, g0 + 1).await;
+    assert_eq!(served_pin(&c).await, b.pin, "new key served");
+    assert_eq!(status_of(&c, "/v2/x").await, 200, "new route served");
+
+    // The watcher was re-armed on the new version after the old one was deleted.
+    write_k8s_version(root, "..2026_z", &config("/v3"), &pins_b, &b);
+    k8s_swap(root, "..2026_z", "..2026_y");
+    wait_generation(r.admin, g0 + 2).await;
+    assert_eq!(status_of(&c, "/v3/x").await, 200);
+    assert_eq!(failures(r.admin).await, 0.0);
+    assert_eq!(reloads(r.admin, "success", None).await, 2.0);
+}
+
+#[tokio::test]
+async fn certbot_renewal_re_pointing_live_symlinks_serves_the_new_certificate_on_the_same_key() {
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let dir = TestDir::new();
+    let pki = Pki::new("certbot");
+    let key = KeyPair::generate().expect("key");
+    let key_pem = key.serialize_pem();
+    let first = pki.leaf_with_key(&["localhost"], key, 90);
+    let renewed = pki.leaf_with_key(
+        &["localhost"],
+        KeyPair::from_pem(&key_pem).expect("same key"),
+        80,
+    );
+    assert_eq!(first.pin, renewed.pin, "a renewal keeps the key");
+    assert_ne!(first.cert_der, renewed.cert_der);
+
+    dir.write("archive/site/fullchain1.pem", first.chain_pem());
+    dir.write("archive/site/privkey1.pem", &first.key_pem);
+    std::fs::create_dir_all(dir.path().join("live/site")).expect("live dir");
+    let live = dir.path().join("live/site");
+    std::os::unix::fs::symlink(
+        "../../archive/site/fullchain1.pem",
+        live.join("fullchain.pem"),
+    )
+    .expect("link");
+    std::os::unix::fs::symlink("../../archive/site/privkey1.pem", live.join("privkey.pem"))
+        .expect("link");
+    dir.write_pin_set(
+        "app",
+        "2099-01-01",
+        "enforce",
+        &[
+            (&first.pin, "site", "key"),
+            (&backup_pin(1), "backup", "key"),
+        ],
+    );
+    let config = basic_config("api", &["app"], &route(up.addr, "/"))
+        .replace("certs/api.pem", "live/site/fullchain.pem")
+        .replace("certs/api.key", "live/site/privkey.pem");
+    dir.write("config.toml", config);
+    let r = start(&dir.config_path()).await.expect("proxy starts");
+    let cfg = resuming_client_config(&pki.root_pem());
+    let addr = r.listener("mobile").expect("listener");
+    let (_, leaf, _) = get_with(&cfg, addr, "/").await;
+    assert_eq!(leaf, first.cert_der);
+    let g0 = generation(r.admin).await;
+
+    // What certbot renew --reuse-key does: new archive files, then each live link re-pointed.
+    dir.write("archive/site/fullchain2.pem", renewed.chain_pem());
+    dir.write("archive/site/privkey2.pem", &renewed.key_pem);
+    for (link, target) in [
+        ("fullchain.pem", "../../archive/site/fullchain2.pem"),
+        ("privkey.pem", "../../archive/site/privkey2.pem"),
+    ] {
+        std::fs::remove_file(live.join(link)).expect("unlink");
+        std::os::unix::fs::symlink(target, live.join(link)).expect("relink");
+    }
+    wait_generation(r.admin, g0 + 1).await;
+    // The app's pin on the key still holds; the certificate served is the renewed one.
+    let pinned = Client::new(addr, &pki.root_pem()).pin(&[&first.pin]);
+    let (tls, hs) = pinned.handshake().await.expect("pinned handshake");
+    assert_eq!(hs.leaf_pin, first.pin);
+    let served = tls.get_ref().1.peer_certificates().expect("certs")[0].to_vec();
+    assert_eq!(
+        served, renewed.cert_der,
+        "the renewed certificate is served"
+    );
+    assert_eq!(generation(r.admin).await, g0 + 1);
+    assert_eq!(reloads(r.admin, "success", None).await, 1.0);
+}
+
+/// The binary, with its stderr collected line by line.
+struct Binary {
+    child: std::process::Child,
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Binary {
+    fn start(config: &Path) -> Self {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pinproxy"))
+            .args(["run", "-c"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("pinproxy starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let l = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                l.lock().expect("lines").push(line);
+            }
+        });
+        Binary { child, lines }
+    }
+
+    fn find(&self, pred: impl Fn(&str) -> bool) -> Option<String> {
+        self.lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .find(|l| pred(l))
+            .cloned()
+    }
+
+    /// The `addr=` of the first log line containing `marker`.
+    async fn addr(&self, marker: &str) -> SocketAddr {
+        eventually(RELOAD_WAIT, || async {
+            let line = self.find(|l| l.contains(marker) && l.contains("addr="))?;
+            line.split("addr=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .await
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// SIGTERM, then the exit code (bounded wait).
+    async fn stop(mut self) -> Option<i32> {
+        self.signal("TERM");
+        let child = &mut self.child;
+        eventually(RELOAD_WAIT, || {
+            let done = child.try_wait().expect("wait");
+            async move { done }
+        })
+        .await
+        .code()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn sighup_to_the_binary_reloads_a_change_the_watcher_cannot_see() {
+    let s = Setup::new("").await;
+    let link = hidden_link(s.dir.path(), &s.config_path());
+    let bin = Binary::start(&s.config_path());
+    let admin = bin.addr("admin listening").await;
+    let listener = bin.addr("listener=mobile").await;
+    let c = Client::new(listener, &s.pki.root_pem());
+    assert_eq!(status_of(&c, "/v2/x").await, 404);
+    let g0 = generation(admin).await;
+
+    // Written through the hidden second name: the watcher gets no event.
+    std::fs::write(&link, s.config("/v2", "")).expect("write through the link");
+    bin.signal("HUP");
+    wait_generation(admin, g0 + 1).await;
+    assert_eq!(status_of(&c, "/v2/x").await, 200);
+    let reloaded = eventually(RELOAD_WAIT, || async {
+        bin.find(|l| l.contains("config reloaded"))
+    })
+    .await;
+    assert!(
+        reloaded.contains("trigger=\"sighup\"") || reloaded.contains("trigger=sighup"),
+        "the swap was triggered by the signal: {reloaded}"
+    );
+    assert_eq!(reload_status(admin).await["last_trigger"], "sighup");
+    assert_eq!(bin.stop().await, Some(0), "SIGTERM exits 0");
+}
+
+#[tokio::test]
+async fn polling_picks_up_a_change_the_watcher_cannot_see() {
+    let s = Setup::new("\n[reload]\npoll_interval = \"200ms\"\n").await;
+    let link = hidden_link(s.dir.path(), &s.config_path());
+    let r = s.start().await;
+    let g0 = generation(r.admin).await;
+    std::fs::write(
+        &link,
+        s.config("/v2", "\n[reload]\npoll_interval = \"200ms\"\n"),
+    )
+    .expect("write through the link");
+    wait_generation(r.admin, g0 + 1).await;
+    assert_eq!(status_of(&s.client(&r), "/v2/x").await, 200);
+    assert_eq!(reload_status(r.admin).await["last_trigger"], "poll");
+    // Polling an unchanged config is not a reload.
+    let before = attempts(r.admin).await;
+    wait_attempts_after(r.admin, before + 2).await;
+    assert_eq!(generation(r.admin).await, g0 + 1);
+    assert_eq!(reloads(r.admin, "success", None).await, 1.0);
+}
+
+// ---- rejected reloads ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn invalid_toml_is_rejected_once_the_old_config_serves_and_reverting_recovers() {
+    let s = Setup::new("").await;
+    let r = s.start().await;
+    let g0 = generation(r.admin).await;
+    let good = std::fs::read_to_string(s.config_path()).expect("config");
+    std::fs::write(s.config_path(), format!("{good}\n[[route]\npath_prefix = ")).expect("break");
+    wait_failures(r.admin, "parse", 1.0).await;
+    assert_old_state_serves(&s, &r, g0).await;
+    let err = reload_status(r.admin).await["last_error"].to_string();
+    assert!(
+        err.contains("config.toml"),
+        "the error names the file: {err}"
+    );
+
+    // The same bad file seen again is not counted again.
+    let before = attempts(r.admin).await;
+    std::fs::write(s.config_path(), format!("{good}\n[[route]\npath_prefix = ")).expect("again");
+    wait_attempts_after(r.admin, before).await;
+    assert_eq!(reloads(r.admin, "failure", Some("parse")).await, 1.0);
+
+    // Reverting to what runs recovers without counting a reload.
+    std::fs::write(s.config_path(), &good).expect("revert");
+    eventually(RELOAD_WAIT, || async {
+        (last_reload_successful(r.admin).await == 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(generation(r.admin).await, g0);
+    assert_eq!(reloads(r.admin, "success", None).await, 0.0);
+    assert_eq!(
+        reload_status(r.admin).await["last_error"],
+        serde_json::Value::Null
+    );
+}
+
+#[tokio::test]
+async fn route_to_an_unknown_upstream_is_rejected_as_validation() {
+    let s = Setup::new("").await;
+    let r = s.start().await;
+    let g0 = generation(r.admin).await;
+    let bad = s
+        .config("/v2", "")
+        .replace("upstream = \"backend\"", "upstream = \"nope\"");
+    std::fs::write(s.config_path(), bad).expect("edit");
+    wait_failures(r.admin, "validation", 1.0).await;
+    assert_old_state_serves(&s, &r, g0).await;
+    assert_eq!(failures(r.admin).await, 1.0);
+}
+
+#[tokio::test]
+async fn missing_referenced_file_is_rejected_and_creating_it_later_applies_the_config() {
+    let s = Setup::new("").await;
+    let r = s.start().await;
+    let g0 = generation(r.admin).await;
+    // A directory that does not exist yet: nothing watched it when the config was loaded.
+    let moved = s.config("/v2", "").replace("certs/api.", "certs-2027/api.");
+    std::fs::write(s.config_path(), moved).expect("edit");
+    wait_failures(r.admin, "file", 1.0).await;
+    assert_old_state_serves(&s, &r, g0).await;
+    assert_eq!(failures(r.admin).await, 1.0);
+
+    // The directory appears first (an event in the config directory); the files come after
+    // that attempt, seen only because the watcher now follows what the rejected config names.
+    let before = attempts(r.admin).await;
+    std::fs::create_dir(s.dir.path().join("certs-2027")).expect("mkdir");
+    wait_attempts_after(r.admin, before).await;
+    s.dir.write("certs-2027/api.pem", s.leaf.chain_pem());
+    s.dir.write("certs-2027/api.key", &s.leaf.key_pem);
+    wait_generation(r.admin, g0 + 1).await;
+    assert_eq!(status_of(&s.client(&r), "/v2/x").await, 200);
+    assert_eq!(last_reload_successful(r.admin).await, 1.0);
+}
+
+#[tokio::test]
+async fn certificate_for_a_key_no_pin_set_holds_is_rejected_as_pin_rules() {
+    let s = Setup::new("").await;
+    let r = s.start().await;
+    let g0 = generation(r.admin).await;
+    let stranger = s.pki.leaf(&["localhost"]);
+    s.dir.write_cert("stranger", &stranger);
+    std::fs::write(
+        s.config_path(),
+        s.config("/v1", "").replace("certs/api.", "certs/stranger."),
+    )
+    .expect("edit");
+    wait_failures(r.admin, "pin_rules", 1.0).await;
+    assert_old_state_serves(&s, &r, g0).await;
+    assert_eq!(failures(r.admin).await, 1.0);
+}
+
+#[tokio::test]
+async fn pin_edit_that_unpins_the_served_key_is_rejected_as_pin_rules() {
+    let s = Setup::new("").await;
+    let r = s.start().await;
+    let g0 = generation(r.admin).await;
+    let unpinning = pin_set_text(
+        "2099-01-01",
+        &[
+            (&s.next.pin, "next", "key"),
+            (&backup_pin(1), "backup", "key"),
+        ],
+    );
+    std::fs::write(s.dir.path().join("pins/app.toml"), unpinning).expect("edit pins");
+    wait_failures(r.admin, "pin_rules", 1.0).await;
+    assert_old_state_serves(&s, &r, g0).await;
+    assert_eq!(failures(r.admin).await, 1.0);
+}
+
+#[tokio::test]
+async fn certificate_written_before_its_key_is_never_served_mismatched() {
+    let s = Setup::new("").await;
+    let r = s.start().await;
+    let g0 = generation(r.admin).await;
+    // Rotation to the shipped next key, written in two steps.
+    s.dir.write("certs/api.pem", s.next.chain_pem());
+    wait_failures(r.admin, "tls", 1.0).await;
+    assert_old_state_serves(&s, &r, g0).await;
+    let err = reload_status(r.admin).await["last_error"].to_string();
+    assert!(err.contains("api.key"), "the error names the key: {err}");
+
+    s.dir.write("certs/api.key", &s.next.key_pem);
+    wait_generation(r.admin, g0 + 1).await;
+    let c = s.client(&r);
+    assert_eq!(served_pin(&c).await, s.next.pin, "the new pair is served");
+    assert_eq!(status_of(&c, "/v1/x").await, 200);
+    assert_eq!(last_reload_successful(r.admin).await, 1.0);
+    assert_eq!(reloads(r.admin, "success", None).await, 1.0);
+    assert_eq!(failures(r.admin).await, 1.0);
+}
+
+// ---- what a reload reaches ---------------------------------------------------------------
+
+#[tokio::test]
+async fn upstream_pin_removed_on_reload_applies_to_an_open_http2_connection() {
+    let upki = Pki::new("upstream");
+    let uleaf = upki.leaf(&["localhost"]);
+    let up = TestUpstream::tls(&uleaf, UpstreamMode::Echo).await;
+    let s = Setup::new("").await;
+    s.dir.write("certs/upstream-ca.pem", upki.root_pem());
+    let origin = |pins: &[(&str, &str, &str)]| {
+        s.dir
+            .write("pins/origin.toml", pin_set_text("2099-01-01", pins));
+    };
+    origin(&[
+        (&uleaf.pin, "upstream leaf", "key"),
+        (&backup_pin(5), "spare", "key"),
+    ]);
+    let config = basic_config(
+        "api",
+        &["app"],
+        &format!(
+            "[[route]]\npath_prefix = \"/\"\nupstream = \"origin\"\n\n[upstream.origin]\n\
+             url = \"https://127.0.0.1:{}\"\nca = \"certs/upstream-ca.pem\"\nserver_name = \"localhost\"\n\
+             pin_set = \"origin\"\n",
+            up.addr.port()
+        ),
+    );
+    s.dir.write("config.toml", config);
+    let r = s.start().await;
+    let g0 = generation(r.admin).await;
+
+    let client = s.client(&r).h2();
+    let mut conn = client.connect().await.expect("h2 connection");
+    let ok = conn
+        .send(client::get("localhost", "/a", true))
+        .await
+        .expect("first request");
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.version, http::Version::HTTP_2);
+
+    origin(&[
+        (&backup_pin(5), "spare", "key"),
+        (&backup_pin(6), "spare 2", "key"),
+    ]);
+    wait_generation(r.admin, g0 + 1).await;
+    let refused = conn
+        .send(client::get("localhost", "/b", true))
+        .await
+        .expect("second request on the same connection");
+    assert_eq!(refused.status, 502, "{}", refused.body);
+    assert_eq!(
+        scrape(
+            r.admin,
+            "pinproxy_upstream_errors_total",
+            &[("upstream", "origin"), ("kind", "pin")]
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(up.hits(), 1, "the unpinned upstream got no request");
+}
+
+#[tokio::test]
+async fn tls_sessions_survive_a_route_change_but_not_a_certificate_change() {
+    let s = Setup::new("").await;
+    let r = s.start().await;
+    let addr = r.listener("mobile").expect("listener");
+    let cfg = resuming_client_config(&s.pki.root_pem());
+    let g0 = generation(r.admin).await;
+
+    let (kind, _, _) = get_with(&cfg, addr, "/v1/x").await;
+    assert_eq!(kind, Some(rustls::HandshakeKind::Full));
+    let (kind, _, _) = get_with(&cfg, addr, "/v1/x").await;
+    assert_eq!(
+        kind,
+        Some(rustls::HandshakeKind::Resumed),
+        "resumption works"
+    );
+
+    std::fs::write(s.config_path(), s.config("/v2", "")).expect("route change");
+    wait_generation(r.admin, g0 + 1).await;
+    let (kind, _, status) = get_with(&cfg, addr, "/v2/x").await;
+    assert_eq!(status, 200, "the new route answers");
+    assert_eq!(
+        kind,
+        Some(rustls::HandshakeKind::Resumed),
+        "a route change keeps the listener's TLS config and its tickets"
+    );
+
+    // A renewal on the same key is a certificate change: sessions start over.
+    let key = KeyPair::from_pem(&s.leaf.key_pem).expect("key");
+    let renewed = s.pki.leaf_with_key(&["localhost"], key, 60);
+    write_atomic(&s.dir.path().join("certs/api.pem"), renewed.chain_pem());
+    wait_generation(r.admin, g0 + 2).await;
+    let (kind, leaf, _) = get_with(&cfg, addr, "/v2/x").await;
+    assert_eq!(leaf, renewed.cert_der);
+    assert_eq!(kind, Some(rustls::HandshakeKind::Full));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_reloads_under_load_fail_no_request() {
+    let s = Setup::new("").await;
+    let r = s.start().await;
+    let addr = r.listener("mobile").expect("listener");
+    let g0 = generation(r.admin).await;
+    // Two configs: the route's upstream base path and name differ (a new upstream client and
+    // pool each time), and every fourth swap also renews the certificate on the same key (a new
+    // listener TLS config under load).
+    let configs = [
+        s.config("/", "").replace("name = \"main\"", "name = \"a\""),
+        s.config("/", "")
+            .replace("name = \"main\"", "name = \"b\"")
+            .replace(
+                &format!("http://{}", s.up.addr),
+                &format!("http://{}/b", s.up.addr),
+            ),
+    ];
+    write_atomic(&s.config_path(), &configs[0]);
+    let g1 = wait_generation(r.admin, g0 + 1).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for kind in ["h1", "h2", "h2", "new-connection"] {
+        let client = Client::new(addr, &s.pki.root_pem()).pin(&[&s.leaf.pin]);
+        let client = if kind == "h2" { client.h2() } else { client };
+        let (stop, ok) = (stop.clone(), ok.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = client.connect().await.expect("connect");
+            let mut failed = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if kind == "new-connection" {
+                    match client.connect().await {
+                        Ok(c) => conn = c,
+                        Err(e) => {
+                            failed.push(format!("{kind}: connect: {e}"));
+                            continue;
+                        }
+                    }
+                }
+                match conn.send(client::get("localhost", "/x", client.h2)).await {
+                    Ok(reply) if reply.status == 200 => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(reply) => failed.push(format!("{kind}: {} {}", reply.status, reply.body)),
+                    Err(e) => failed.push(format!("{kind}: {e}")),
+                }
+            }
+            failed
+        }));
+    }
+
+    let key_pem = s.leaf.key_pem.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut g = g1;
+    for i in 1..=RELOADS {
+        write_atomic(&s.config_path(), &configs[i % 2]);
+        if i % 4 == 0 {
+            let key = KeyPair::from_pem(&key_pem).expect("key");
+            let renewed = s.pki.leaf_with_key(&["localhost"], key, 30 + i as i64);
+            write_atomic(&s.dir.path().join("certs/api.pem"), renewed.chain_pem());
+        }
+        g = wait_generation(r.admin, g + 1).await;
+        assert!(tokio::time::Instant::now() < deadline, "reloads too slow");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut failed = Vec::new();
+    for t in tasks {
+        failed.extend(t.await.expect("client task"));
+    }
+    assert!(
+        failed.is_empty(),
+        "{} failed requests: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        g - g1 >= RELOADS as u64,
+        "generation advanced by {}",
+        g - g1
+    );
+    assert!(ok.load(Ordering::Relaxed) > 0);
+    assert_eq!(failures(r.admin).await, 0.0);
+}
+
+const RELOADS: usize = 20;
+
+#[tokio::test]
+async fn listener_and_admin_changes_need_a_restart_and_the_rest_applies() {
+    let second = "[[listener]]\nname = \"second\"\nlisten = \"127.0.0.1:0\"\npin_sets = [\"app\"]\n\
+                  [[listener.cert]]\nserver_names = [\"localhost\"]\nchain = \"certs/api.pem\"\nkey = \"certs/api.key\"\n\n";
+    let s = Setup::new("").await;
+    let with_second = |prefix: &str| {
+        basic_config(
+            "api",
+            &["app"],
+            &format!("{second}{}", route(s.up.addr, prefix)),
+        )
+    };
+    s.dir.write("config.toml", with_second("/v1"));
+    let r = s.start().await;
+    let g0 = generation(r.admin).await;
+    let second_addr = r.listener("second").expect("second listener");
+
+    // A new route, and: the listener moved, [admin] moved, listener "second" removed.
+    let changed = s
+        .config("/v2", "")
+        .replacen("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"", 1)
+        .replacen(
+            "[[listener]]\nname = \"mobile\"\nlisten = \"127.0.0.1:0\"",
+            "[[listener]]\nname = \"mobile\"\nlisten = \"127.0.0.2:0\"",
+            1,
+        );
+    assert!(changed.contains("127.0.0.1:1") && changed.contains("127.0.0.2:0"));
+    std::fs::write(s.config_path(), changed).expect("edit");
+    wait_generation(r.admin, g0 + 1).await;
+
+    let pending = reload_status(r.admin).await["needs_restart"].clone();
+    let pending: Vec<String> = serde_json::from_value(pending).expect("needs_restart list");
+    for item in [
+        "listener \"mobile\" listen address",
+        "[admin]",
+        "listener \"second\" removed",
+    ] {
+        assert!(
+            pending.iter().any(|p| p.starts_with(item)),
+            "{item} needs a restart: {pending:?}"
+        );
+    }
+    // The rest applies: the new route on the old address; the admin answers where it was; the
+    // removed listener keeps serving its last certificate until restart.
+    assert_eq!(status_of(&s.client(&r), "/v2/x").await, 200);
+    let removed = Client::new(second_addr, &s.pki.root_pem()).pin(&[&s.leaf.pin]);
+    assert_eq!(status_of(&removed, "/v2/x").await, 200);
+
+    // Still pending after a later reload: the sockets were never rebound.
+    let later = std::fs::read_to_string(s.config_path())
+        .expect("config")
+        .replace("path_prefix = \"/v2\"", "path_prefix = \"/v3\"");
+    std::fs::write(s.config_path(), later).expect("edit");
+    wait_generation(r.admin, g0 + 2).await;
+    let pending = reload_status(r.admin).await["needs_restart"].clone();
+    assert_eq!(pending.as_array().map(Vec::len), Some(3), "{pending}");
+    assert_eq!(status_of(&s.client(&r), "/v3/x").await, 200);
+}
