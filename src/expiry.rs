@@ -457,6 +457,14 @@ mod tests {
 
     use super::*;
 
+    /// tracing caches per-callsite interest globally: a sweep on another test thread with no
+    /// subscriber can race the capturing test's subscriber, so the tests that sweep take turns.
+    static SWEEPS: Mutex<()> = Mutex::new(());
+
+    fn turn() -> std::sync::MutexGuard<'static, ()> {
+        SWEEPS.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     const DAY: i64 = 86_400;
     const NOW: i64 = 1_800_000_000;
 
@@ -509,6 +517,7 @@ mod tests {
 
     #[test]
     fn urgency_follows_the_windows_like_the_alert_rules() {
+        let _turn = turn();
         let e = expiry();
         let u =
             |days_left: i64| Urgency::of(NOW + days_left, NOW, e.warn_before, e.critical_before);
@@ -524,6 +533,7 @@ mod tests {
 
     #[test]
     fn a_certificate_shared_by_two_chains_is_one_series_and_one_log_line() {
+        let _turn = turn();
         let m = Metrics::new().expect("metrics");
         let s = Sweeper::new();
         let sum = s.apply(
@@ -546,6 +556,7 @@ mod tests {
 
     #[test]
     fn each_scheduled_sweep_logs_again_and_upstream_sightings_log_only_new_items() {
+        let _turn = turn();
         let m = Metrics::new().expect("metrics");
         let s = Sweeper::new();
         let e = expiry();
@@ -573,6 +584,7 @@ mod tests {
 
     #[test]
     fn series_that_went_away_are_removed_and_the_rest_stay() {
+        let _turn = turn();
         let m = Metrics::new().expect("metrics");
         let s = Sweeper::new();
         let e = expiry();
@@ -611,6 +623,7 @@ mod tests {
 
     #[test]
     fn log_lines_match_the_summary_with_one_level_per_window() {
+        let _turn = turn();
         let cap = Capture::default();
         let w = cap.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -620,6 +633,7 @@ mod tests {
         let m = Metrics::new().expect("metrics");
         let s = Sweeper::new();
         let sum = tracing::subscriber::with_default(subscriber, || {
+            tracing::callsite::rebuild_interest_cache();
             s.apply(
                 &m,
                 &expiry(),
