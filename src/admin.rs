@@ -246,12 +246,12 @@ pub fn status(snap: &Snapshot, state: &AdminState) -> Value {
         "pin_sets": pin_sets,
         "upstreams": upstreams,
         "expiry": {
-            "warn_before": humantime::format_duration(exp.warn_before).to_string(),
-            "critical_before": humantime::format_duration(exp.critical_before).to_string(),
-            "pin_set_warn_before": humantime::format_duration(exp.pin_set_warn_before).to_string(),
-            "pin_set_critical_before": humantime::format_duration(exp.pin_set_critical_before).to_string(),
-            "pin_set_grace": humantime::format_duration(exp.pin_set_grace).to_string(),
-            "check_every": humantime::format_duration(exp.check_every).to_string(),
+            "warn_before": duration_text(exp.warn_before),
+            "critical_before": duration_text(exp.critical_before),
+            "pin_set_warn_before": duration_text(exp.pin_set_warn_before),
+            "pin_set_critical_before": duration_text(exp.pin_set_critical_before),
+            "pin_set_grace": duration_text(exp.pin_set_grace),
+            "check_every": duration_text(exp.check_every),
         },
         "reload": state.reload.to_json(),
         "warnings": snap.warnings.warnings().map(|w| w.to_string()).collect::<Vec<_>>(),
@@ -259,3 +259,14 @@ pub fn status(snap: &Snapshot, state: &AdminState) -> Value {
 }
 
 const ADMIN_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A config duration as an operator writes it: whole days as `60d` (humantime would say
+/// "1month 29days 13h…"), anything else in humantime's form.
+fn duration_text(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs > 0 && secs % 86_400 == 0 && d.subsec_nanos() == 0 {
+        format!("{}d", secs / 86_400)
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
