@@ -264,7 +264,7 @@ const ADMIN_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// "1month 29days 13h…"), anything else in humantime's form.
 fn duration_text(d: std::time::Duration) -> String {
     let secs = d.as_secs();
-    if secs > 0 && secs % 86_400 == 0 && d.subsec_nanos() == 0 {
+    if secs > 0 && secs.is_multiple_of(86_400) && d.subsec_nanos() == 0 {
         format!("{}d", secs / 86_400)
     } else {
         humantime::format_duration(d).to_string()
