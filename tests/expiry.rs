@@ -350,7 +350,7 @@ async fn served_leaf_intermediate_and_anchor_show_their_not_after_and_which_pin_
         assert!((days - (Y2099 - now as f64) / 86_400.0).abs() < 0.02);
         assert_eq!(set["urgency"], "ok");
     }
-    assert_eq!(st["expiry"]["warn_before"], "30days");
+    assert_eq!(st["expiry"]["warn_before"], "30d");
 }
 
 #[tokio::test]
