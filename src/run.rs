@@ -4,7 +4,6 @@
 //! Binds exactly the addresses in the config; tests use port 0 and read the bound addresses
 //! back from [`Running`].
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -184,12 +183,14 @@ pub async fn start(config: &Path) -> Result<Running, RunError> {
         kick.clone(),
     )));
     let (tx, rx) = mpsc::channel(1);
+    // Armed before `start` returns: a file written right after start-up must not be missed.
+    let armed = arm(&live, &reload_status, &tx, None);
     background.push(tokio::spawn(reload_loop(
         live.clone(),
         path,
         reload_status.clone(),
-        tx.clone(),
-        rx,
+        (tx.clone(), rx),
+        armed,
         kick,
     )));
 
@@ -220,12 +221,11 @@ async fn reload_loop(
     live: Arc<Live>,
     path: PathBuf,
     status: Arc<ReloadStatus>,
-    tx: mpsc::Sender<Trigger>,
-    mut rx: mpsc::Receiver<Trigger>,
+    (tx, mut rx): (mpsc::Sender<Trigger>, mpsc::Receiver<Trigger>),
+    // Dropping the watcher stops watching: hold it, replacing it only with a working one.
+    mut armed: Option<(notify::RecommendedWatcher, WatchedDirs)>,
     kick: Arc<Notify>,
 ) {
-    // Dropping the watcher stops watching: hold it, replacing it only with a working one.
-    let mut armed = arm(&live, &status, &tx, None);
     loop {
         let poll = live.current().config.reload.poll_interval;
         let mut trigger = tokio::select! {
@@ -248,17 +248,14 @@ async fn reload_loop(
         if let Ok(Outcome::Swapped { .. }) = outcome {
             kick.notify_one();
         }
-        // Re-arm after events and signals: inputs may have moved and directories may have been
-        // recreated under the same name. A poll re-arms only when the directories changed, so
-        // a short poll_interval does not churn inotify instances.
-        let same_dirs = match (&armed, trigger) {
-            (Some((_, dirs)), Trigger::Poll) => Some(dirs),
-            _ => None,
-        };
-        if let Some(next) = arm(&live, &status, &tx, same_dirs) {
+        // Re-arm only when the directories to watch, or their identities, changed: inputs may
+        // have moved and a directory may have been recreated under the same name (its old watch
+        // is dead). Replacing a working watcher for nothing would drop events queued on it.
+        let current = armed.as_ref().map(|(_, dirs)| dirs);
+        if let Some(next) = arm(&live, &status, &tx, current) {
             // A directory watched only from now on may have changed between the read and the
             // arming (a missing file's directory appearing, a new `..data` version): look again.
-            if armed.as_ref().is_some_and(|(_, dirs)| *dirs != next.1) {
+            if armed.is_some() {
                 let _ = tx.try_send(Trigger::Files);
             }
             armed = Some(next);
@@ -266,22 +263,35 @@ async fn reload_loop(
     }
 }
 
+/// The directories to watch, each with the identity (device, inode) it has now.
+type WatchedDirs = std::collections::BTreeMap<PathBuf, Option<(u64, u64)>>;
+
 /// A watcher over everything the running snapshot and the last rejected attempt read, unless
-/// that is exactly `unless_dirs` (then `None`: keep the one armed).
+/// that is exactly `unless` (then `None`: keep the one armed).
 fn arm(
     live: &Live,
     status: &ReloadStatus,
     tx: &mpsc::Sender<Trigger>,
-    unless_dirs: Option<&BTreeSet<PathBuf>>,
-) -> Option<(notify::RecommendedWatcher, BTreeSet<PathBuf>)> {
+    unless: Option<&WatchedDirs>,
+) -> Option<(notify::RecommendedWatcher, WatchedDirs)> {
+    use std::os::unix::fs::MetadataExt as _;
     let mut inputs = reload::inputs(&live.current());
     inputs.extend(status.attempted_inputs());
     let dirs = reload::dirs_to_watch(&inputs);
-    if unless_dirs == Some(&dirs) {
+    let ids: WatchedDirs = dirs
+        .iter()
+        .map(|d| {
+            (
+                d.clone(),
+                std::fs::metadata(d).ok().map(|m| (m.dev(), m.ino())),
+            )
+        })
+        .collect();
+    if unless == Some(&ids) {
         return None;
     }
     match reload::watch_dirs(&dirs, tx.clone()) {
-        Ok(w) => Some((w, dirs)),
+        Ok(w) => Some((w, ids)),
         Err(e) => {
             tracing::warn!(cause = %e, "cannot watch files; reload on SIGHUP or set [reload] poll_interval");
             None
