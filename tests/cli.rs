@@ -66,6 +66,30 @@ fn assert_refused(dir: &TestDir, needles: &[&str]) {
     run_refuses(dir, needles[0]);
 }
 
+/// A leaf for localhost pinned by "app" with its key and a backup, and `extra` config.
+fn pinned(name: &str, extra: &str) -> (Pki, Issued, TestDir) {
+    let pki = Pki::new(name);
+    let leaf = pki.leaf(&["localhost"]);
+    let dir = setup(
+        &pki,
+        &leaf,
+        &[
+            (&leaf.pin, "current", "key"),
+            (&backup_pin(1), "backup", "key"),
+        ],
+        extra,
+    );
+    (pki, leaf, dir)
+}
+
+/// Replaces `from` with `to` in the file `rel` of `dir`.
+fn edit(dir: &TestDir, rel: &str, from: &str, to: &str) {
+    let text = std::fs::read_to_string(dir.path().join(rel))
+        .expect("read")
+        .replace(from, to);
+    dir.write(rel, text);
+}
+
 #[test]
 fn check_passes_a_good_config_and_says_which_pin_matches_where() {
     let pki = Pki::new("ok");
@@ -176,18 +200,8 @@ fn a_pin_whose_source_hashes_to_another_value_is_refused() {
 
 #[test]
 fn a_key_that_does_not_match_its_certificate_is_refused() {
-    let pki = Pki::new("mismatch");
-    let leaf = pki.leaf(&["localhost"]);
+    let (pki, _, dir) = pinned("mismatch", "");
     let other = pki.leaf(&["localhost"]);
-    let dir = setup(
-        &pki,
-        &leaf,
-        &[
-            (&leaf.pin, "current", "key"),
-            (&backup_pin(1), "backup", "key"),
-        ],
-        "",
-    );
     dir.write("certs/api.key", &other.key_pem);
     assert_refused(
         &dir,
@@ -246,61 +260,31 @@ fn pin_kinds_must_match_where_the_pin_matches_on_the_chain() {
 
 #[test]
 fn unknown_keys_and_bad_values_name_the_dotted_field() {
-    let pki = Pki::new("fields");
-    let leaf = pki.leaf(&["localhost"]);
-    let pins = [
-        (leaf.pin.as_str(), "current", "key"),
-        (&*backup_pin(1), "backup", "key"),
-    ];
-    let dir = setup(&pki, &leaf, &pins, "[limits]\nidle_timeout = \"soon\"\n");
+    let (_, _, dir) = pinned("fields", "[limits]\nidle_timeout = \"soon\"\n");
     assert_refused(&dir, &["config.toml", "limits.idle_timeout"]);
-    let dir = setup(&pki, &leaf, &pins, "[limits]\nmax_conections = 5\n");
+    let (_, _, dir) = pinned("fields", "[limits]\nmax_conections = 5\n");
     assert_refused(&dir, &["config.toml", "max_conections"]);
-    let dir = setup(&pki, &leaf, &pins, "");
-    let text = std::fs::read_to_string(dir.config_path())
-        .expect("read")
-        .replace("upstream = \"backend\"", "upstream = \"nope\"");
-    dir.write("config.toml", text);
+    let (_, _, dir) = pinned("fields", "");
+    edit(
+        &dir,
+        "config.toml",
+        "upstream = \"backend\"",
+        "upstream = \"nope\"",
+    );
     assert_refused(&dir, &["route[0].upstream", "no [upstream.nope]"]);
 }
 
 #[test]
 fn a_report_mode_pin_set_cannot_protect_a_listener() {
-    let pki = Pki::new("report");
-    let leaf = pki.leaf(&["localhost"]);
-    let dir = setup(
-        &pki,
-        &leaf,
-        &[
-            (&leaf.pin, "current", "key"),
-            (&backup_pin(1), "backup", "key"),
-        ],
-        "",
-    );
-    let set = std::fs::read_to_string(dir.path().join("pins/app.toml"))
-        .expect("read")
-        .replace("\"enforce\"", "\"report\"");
-    dir.write("pins/app.toml", set);
+    let (_, _, dir) = pinned("report", "");
+    edit(&dir, "pins/app.toml", "\"enforce\"", "\"report\"");
     assert_refused(&dir, &["listener[0].pin_sets[0]", "report"]);
 }
 
 #[test]
 fn an_expired_pin_set_is_a_loud_warning_not_an_error() {
-    let pki = Pki::new("oldset");
-    let leaf = pki.leaf(&["localhost"]);
-    let dir = setup(
-        &pki,
-        &leaf,
-        &[
-            (&leaf.pin, "current", "key"),
-            (&backup_pin(1), "backup", "key"),
-        ],
-        "",
-    );
-    let set = std::fs::read_to_string(dir.path().join("pins/app.toml"))
-        .expect("read")
-        .replace("2099-01-01", "2020-01-01");
-    dir.write("pins/app.toml", set);
+    let (_, _, dir) = pinned("oldset", "");
+    edit(&dir, "pins/app.toml", "2099-01-01", "2020-01-01");
     let (code, text) = check(&dir);
     assert_eq!(code, 0, "{text}");
     assert!(
