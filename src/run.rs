@@ -133,9 +133,8 @@ pub async fn start(config: &Path) -> Result<Running, RunError> {
     }
     let admin = admin_sock.local_addr().unwrap_or(admin_addr);
 
+    reload::record_config(&shared.metrics, &first, None);
     let live = Arc::new(Live::new(shared, first));
-    let cur = live.current();
-    reload::publish(&live, rebuild_same(&live, &path, &cur)?, None);
     live.shared
         .metrics
         .config_last_reload_ok_ts
@@ -205,16 +204,6 @@ pub async fn start(config: &Path) -> Result<Running, RunError> {
         tracker,
         background,
     })
-}
-
-/// The first snapshot again, now that it is live: metrics are published the same way as for a
-/// reload. Cheap: every part is carried over.
-fn rebuild_same(
-    live: &Live,
-    path: &Path,
-    cur: &snapshot::Snapshot,
-) -> Result<snapshot::Snapshot, RunError> {
-    snapshot::build(path, &live.shared, Some(cur), 1, &mut Files::new()).map_err(RunError::Config)
 }
 
 async fn reload_loop(

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::diag::Problems;
 use crate::files::Files;
+use crate::metrics::Metrics;
 use crate::snapshot::{self, Live, Snapshot, unix_now};
 
 pub use watch::{Trigger, dirs_to_watch, watch_dirs, watch_files};
@@ -206,18 +207,21 @@ pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: Trigger)
 
 /// Makes `next` the running snapshot and updates the config metrics.
 pub fn publish(live: &Live, next: Snapshot, old_digest: Option<&str>) {
-    let metrics = &live.shared.metrics;
-    if let Some(old) = old_digest.filter(|d| *d != next.digest) {
-        let _ = metrics.config_info.remove_label_values(&[old]);
-    }
-    let (generation, digest) = (next.generation as i64, next.digest.clone());
     // Swap first: whoever sees the new generation in the metrics must find the new state.
     live.swap(next);
+    record_config(&live.shared.metrics, &live.current(), old_digest);
+}
+
+/// Sets `pinproxy_config_info` and `pinproxy_config_generation` for the running snapshot.
+pub fn record_config(metrics: &Metrics, running: &Snapshot, old_digest: Option<&str>) {
+    if let Some(old) = old_digest.filter(|d| *d != running.digest) {
+        let _ = metrics.config_info.remove_label_values(&[old]);
+    }
     metrics
         .config_info
-        .with_label_values(&[digest.as_str()])
+        .with_label_values(&[running.digest.as_str()])
         .set(1);
-    metrics.config_generation.set(generation);
+    metrics.config_generation.set(running.generation as i64);
 }
 
 /// Logs what changed, which parts need a restart, and which pin each served chain now matches
