@@ -385,16 +385,7 @@ fn json_proxy(up: std::net::SocketAddr, limits: &str) -> (Pki, Issued, TestDir) 
     let pki = Pki::new("binary");
     let leaf = pki.leaf(&["localhost"]);
     let dir = TestDir::new();
-    dir.write_cert("api", &leaf);
-    dir.write_pin_set(
-        "app",
-        "2099-01-01",
-        "enforce",
-        &[
-            (&leaf.pin, "current", "key"),
-            (&backup_pin(1), "backup", "key"),
-        ],
-    );
+    dir.write_pinned("api", &leaf);
     let extra = format!(
         "[limits]\n{limits}\n\n[[route]]\npath_prefix = \"/\"\nupstream = \"backend\"\n\n[upstream.backend]\nurl = \"http://{up}\"\n"
     );

@@ -168,16 +168,7 @@ impl UpstreamSetup {
         let dir = TestDir::new();
         let pki = Pki::new("proxy");
         let leaf = pki.leaf(&["localhost"]);
-        dir.write_cert("api", &leaf);
-        dir.write_pin_set(
-            "app",
-            "2099-01-01",
-            "enforce",
-            &[
-                (&leaf.pin, "current", "key"),
-                (&backup_pin(1), "backup", "key"),
-            ],
-        );
+        dir.write_pinned("api", &leaf);
         let up_pki = Pki::with_intermediate("payments");
         let up_leaf = up_pki.leaf_valid_days(&["localhost", "127.0.0.1"], 20);
         let upstream = TestUpstream::tls(&up_leaf, UpstreamMode::Echo).await;
@@ -358,16 +349,7 @@ async fn an_expired_pin_set_keeps_its_series_and_the_proxy_still_starts() {
     let dir = TestDir::new();
     let pki = Pki::new("proxy");
     let leaf = pki.leaf(&["localhost"]);
-    dir.write_cert("api", &leaf);
-    dir.write_pin_set(
-        "app",
-        "2099-01-01",
-        "enforce",
-        &[
-            (&leaf.pin, "current", "key"),
-            (&backup_pin(1), "backup", "key"),
-        ],
-    );
+    dir.write_pinned("api", &leaf);
     // An app generation long retired, whose pins match nothing served any more.
     dir.write_pin_set(
         "app-1",

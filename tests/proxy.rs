@@ -21,16 +21,7 @@ impl Setup {
         let dir = TestDir::new();
         let pki = Pki::new("proxy");
         let leaf = pki.leaf(&["localhost", "127.0.0.1"]);
-        dir.write_cert("api", &leaf);
-        dir.write_pin_set(
-            "app",
-            "2099-01-01",
-            "enforce",
-            &[
-                (&leaf.pin, "current", "key"),
-                (&backup_pin(1), "backup", "key"),
-            ],
-        );
+        dir.write_pinned("api", &leaf);
         dir.write("config.toml", basic_config("api", &["app"], extra));
         Setup { dir, pki, leaf }
     }

@@ -52,6 +52,20 @@ impl TestDir {
         self.write(&format!("certs/{name}.key"), &issued.key_pem);
     }
 
+    /// Serves `leaf` as certs/NAME.* under pin set "app": its key ("current") and a backup.
+    pub fn write_pinned(&self, name: &str, leaf: &Issued) {
+        self.write_cert(name, leaf);
+        self.write_pin_set(
+            "app",
+            "2099-01-01",
+            "enforce",
+            &[
+                (&leaf.pin, "current", "key"),
+                (&backup_pin(1), "backup", "key"),
+            ],
+        );
+    }
+
     /// Writes pins/NAME.toml with the given (pin, label, kind) entries.
     pub fn write_pin_set(
         &self,
