@@ -25,6 +25,7 @@ pub const UPSTREAM_ERRORS: &str = "pinproxy_upstream_errors_total";
 pub const TLS_HANDSHAKE_ERRORS: &str = "pinproxy_tls_handshake_errors_total";
 pub const CONNECTIONS_OPEN: &str = "pinproxy_connections_open";
 pub const CONNECTIONS_REJECTED: &str = "pinproxy_connections_rejected_total";
+pub const CLIENT_ERRORS: &str = "pinproxy_client_errors_total";
 pub const BUILD_INFO: &str = "pinproxy_build_info";
 
 /// Typed handles to every metric, registered once in the instance's own registry.
@@ -48,6 +49,7 @@ pub struct Metrics {
     pub tls_handshake_errors: IntCounterVec,
     pub connections_open: IntGaugeVec,
     pub connections_rejected: IntCounterVec,
+    pub client_errors: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -150,6 +152,13 @@ impl Metrics {
                 ),
                 &["listener"],
             )?,
+            client_errors: IntCounterVec::new(
+                Opts::new(
+                    CLIENT_ERRORS,
+                    "requests or responses cut short by the client (bad body, early close, slow reads)",
+                ),
+                &["listener", "kind"],
+            )?,
             build_info: IntGaugeVec::new(
                 Opts::new(BUILD_INFO, "1, labelled with the version"),
                 &["version"],
@@ -183,6 +192,7 @@ impl Metrics {
         r.register(Box::new(self.tls_handshake_errors.clone()))?;
         r.register(Box::new(self.connections_open.clone()))?;
         r.register(Box::new(self.connections_rejected.clone()))?;
+        r.register(Box::new(self.client_errors.clone()))?;
         r.register(Box::new(self.build_info.clone()))?;
         Ok(())
     }

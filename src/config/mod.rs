@@ -83,6 +83,12 @@ pub struct Limits {
     pub upstream_idle_timeout: Duration,
     pub shutdown_delay: Duration,
     pub shutdown_grace: Duration,
+    /// Longest wait between two reads of an upstream response body.
+    pub upstream_read_timeout: Duration,
+    /// Longest a client may leave the proxy's writes blocked (takes no bytes).
+    pub client_write_timeout: Duration,
+    /// Upstream response heads above this give 502.
+    pub max_response_header_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -157,6 +157,12 @@ pub struct RawLimits {
     pub shutdown_delay: Duration,
     #[serde(with = "humantime_serde", default = "d_30s")]
     pub shutdown_grace: Duration,
+    #[serde(with = "humantime_serde", default = "d_60s")]
+    pub upstream_read_timeout: Duration,
+    #[serde(with = "humantime_serde", default = "d_60s")]
+    pub client_write_timeout: Duration,
+    #[serde(default = "d_max_header")]
+    pub max_response_header_bytes: usize,
 }
 
 impl Default for RawLimits {
@@ -172,6 +178,9 @@ impl Default for RawLimits {
             upstream_idle_timeout: d_30s(),
             shutdown_delay: Duration::ZERO,
             shutdown_grace: d_30s(),
+            upstream_read_timeout: d_60s(),
+            client_write_timeout: d_60s(),
+            max_response_header_bytes: d_max_header(),
         }
     }
 }

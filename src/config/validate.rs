@@ -118,6 +118,8 @@ impl Validator<'_> {
             ("upstream_connect_timeout", r.upstream_connect_timeout),
             ("upstream_response_timeout", r.upstream_response_timeout),
             ("upstream_idle_timeout", r.upstream_idle_timeout),
+            ("upstream_read_timeout", r.upstream_read_timeout),
+            ("client_write_timeout", r.client_write_timeout),
         ] {
             if d.is_zero() {
                 self.err(
@@ -141,6 +143,13 @@ impl Validator<'_> {
                 "must be at least 8192",
             );
         }
+        if r.max_response_header_bytes < 8192 {
+            self.err(
+                Kind::Validation,
+                "limits.max_response_header_bytes",
+                "must be at least 8192",
+            );
+        }
         Limits {
             tls_handshake_timeout: r.tls_handshake_timeout,
             header_read_timeout: r.header_read_timeout,
@@ -152,6 +161,9 @@ impl Validator<'_> {
             upstream_idle_timeout: r.upstream_idle_timeout,
             shutdown_delay: r.shutdown_delay,
             shutdown_grace: r.shutdown_grace,
+            upstream_read_timeout: r.upstream_read_timeout,
+            client_write_timeout: r.client_write_timeout,
+            max_response_header_bytes: r.max_response_header_bytes,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Per-connection timers that hyper does not give us in the right shape: the HTTP/1 request
-//! head deadline (from the first byte of a head, not while idle) and the idle timeout for both
-//! HTTP/1 keep-alive and HTTP/2. One watchdog per connection reads these counters.
+//! head deadline (from the first byte of a head, not while idle), the idle timeout for both
+//! HTTP/1 keep-alive and HTTP/2, and the write timeout (a client that takes no bytes while the
+//! proxy has some to send). One watchdog per connection reads these counters.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -30,6 +31,8 @@ pub struct Activity {
     last_done: AtomicU64,
     /// Milliseconds since `start` of the first byte of a pending HTTP/1 head, or NONE.
     head_started: AtomicU64,
+    /// Milliseconds since `start` since when a write to the client is blocked, or NONE.
+    write_blocked: AtomicU64,
 }
 
 impl Activity {
@@ -40,6 +43,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             last_done: AtomicU64::new(0),
             head_started: AtomicU64::new(NONE),
+            write_blocked: AtomicU64::new(NONE),
         }
     }
 
@@ -66,6 +70,21 @@ impl Activity {
         {
             self.head_started.store(self.now_ms(), Ordering::Relaxed);
         }
+    }
+
+    /// A write to the client could not proceed (its window and our buffers are full), or did.
+    fn write_blocked(&self, blocked: bool) {
+        if !blocked {
+            self.write_blocked.store(NONE, Ordering::Relaxed);
+        } else if self.write_blocked.load(Ordering::Relaxed) == NONE {
+            self.write_blocked.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether writes to the client have been blocked for `limit`.
+    pub fn write_stalled(&self, limit: Duration) -> bool {
+        let since = self.write_blocked.load(Ordering::Relaxed);
+        since != NONE && self.now_ms().saturating_sub(since) >= limit.as_millis() as u64
     }
 
     pub fn verdict(&self, head_timeout: Duration, idle_timeout: Duration) -> Verdict {
@@ -128,11 +147,17 @@ impl<T: AsyncWrite> AsyncWrite for ActivityIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
+        let this = self.project();
+        let res = this.inner.poll_write(cx, buf);
+        this.activity.write_blocked(res.is_pending());
+        res
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        let this = self.project();
+        let res = this.inner.poll_flush(cx);
+        this.activity.write_blocked(res.is_pending());
+        res
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -144,7 +169,10 @@ impl<T: AsyncWrite> AsyncWrite for ActivityIo<T> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
+        let this = self.project();
+        let res = this.inner.poll_write_vectored(cx, bufs);
+        this.activity.write_blocked(res.is_pending());
+        res
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -184,5 +212,16 @@ mod tests {
             a.verdict(Duration::from_secs(60), Duration::ZERO),
             Verdict::Fine
         );
+    }
+
+    #[test]
+    fn a_blocked_write_stalls_until_a_write_proceeds() {
+        let a = Activity::new(false);
+        assert!(!a.write_stalled(Duration::ZERO));
+        a.write_blocked(true);
+        assert!(a.write_stalled(Duration::ZERO));
+        assert!(!a.write_stalled(Duration::from_secs(60)));
+        a.write_blocked(false);
+        assert!(!a.write_stalled(Duration::ZERO));
     }
 }

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
@@ -14,8 +14,10 @@ use hyper::body::Incoming;
 
 use super::activity::Activity;
 use super::headers;
-use crate::body::{Counted, ResponseBody, Tracked, local};
+use super::semantics::{self, BadRequest};
+use crate::body::{Counted, ReadTimeout, ResponseBody, Tracked, local};
 use crate::config::has_dot_segment;
+use crate::metrics::Metrics;
 use crate::routes::{RouteEntry, upstream_path};
 use crate::snapshot::{Live, Snapshot};
 use crate::tls::ListenerTls;
@@ -38,6 +40,11 @@ pub struct ConnCtx {
 #[derive(Debug, Clone, Copy)]
 enum Refusal {
     NoHost,
+    InvalidHost,
+    HeadTooLarge,
+    Trace,
+    /// The client's request body failed (bad chunk, early close): its error, not the upstream's.
+    ClientBody,
     DotSegments,
     Upgrade,
     MisdirectedHost,
@@ -49,6 +56,14 @@ impl Refusal {
     fn response(self) -> (StatusCode, &'static str) {
         match self {
             Refusal::NoHost => (StatusCode::BAD_REQUEST, "bad request: no host\n"),
+            Refusal::InvalidHost => (StatusCode::BAD_REQUEST, "bad request: invalid host\n"),
+            Refusal::HeadTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request header fields too large\n",
+            ),
+            // As nginx answers TRACE: it would echo credentials added on the way.
+            Refusal::Trace => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+            Refusal::ClientBody => (StatusCode::BAD_REQUEST, "bad request: request body\n"),
             Refusal::DotSegments => (
                 StatusCode::BAD_REQUEST,
                 "bad request: dot segments in path\n",
@@ -100,17 +115,25 @@ pub async fn handle(
         bytes_in: Arc::new(AtomicU64::new(0)),
         access_log: snap.config.log.access,
     };
-    let result = forward(req, &ctx, &snap, &mut rec).await;
+    let result = forward(req, &ctx, &snap, &live.shared.metrics, &mut rec).await;
     let mut resp = match result {
         Ok(resp) => resp,
         Err(refusal) => {
             let (status, text) = refusal.response();
-            if let Refusal::Upstream(kind) = refusal {
-                live.shared
+            match refusal {
+                Refusal::Upstream(kind) => live
+                    .shared
                     .metrics
                     .upstream_errors
                     .with_label_values(&[rec.upstream.as_str(), kind.as_label()])
-                    .inc();
+                    .inc(),
+                Refusal::ClientBody => live
+                    .shared
+                    .metrics
+                    .client_errors
+                    .with_label_values(&[&*ctx.listener, "body"])
+                    .inc(),
+                _ => {}
             }
             let mut resp = Response::new(local(text));
             *resp.status_mut() = status;
@@ -118,6 +141,10 @@ pub async fn handle(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; charset=utf-8"),
             );
+            if let Refusal::Trace = refusal {
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+            }
             resp
         }
     };
@@ -142,18 +169,18 @@ async fn forward(
     req: Request<Incoming>,
     ctx: &ConnCtx,
     snap: &Snapshot,
+    metrics: &Metrics,
     rec: &mut Record,
 ) -> Result<Response<ResponseBody>, Refusal> {
     let (mut parts, body) = req.into_parts();
-    let host_value = match parts.uri.authority() {
-        Some(a) => a.as_str().to_string(),
-        None => parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .ok_or(Refusal::NoHost)?,
-    };
+    let limits = &snap.config.limits;
+    if semantics::request_head_size(&parts) > limits.max_header_bytes {
+        return Err(Refusal::HeadTooLarge);
+    }
+    let host_value = semantics::client_authority(&parts).map_err(|e| match e {
+        BadRequest::NoHost => Refusal::NoHost,
+        BadRequest::InvalidHost => Refusal::InvalidHost,
+    })?;
     let host = host_only(&host_value).to_ascii_lowercase();
     rec.host = host.clone();
     if has_dot_segment(parts.uri.path()) {
@@ -162,25 +189,49 @@ async fn forward(
     if parts.method == Method::CONNECT || headers::is_upgrade(&parts.headers) {
         return Err(Refusal::Upgrade);
     }
+    if parts.method == Method::TRACE {
+        return Err(Refusal::Trace);
+    }
     if !ctx.tls.certs[ctx.cert].path[0].covers_host(&host) {
         return Err(Refusal::MisdirectedHost);
     }
+    // `OPTIONS *` asks about the server as a whole: routed like "/", forwarded as "*".
+    let asterisk = parts.method == Method::OPTIONS && semantics::is_asterisk(&parts);
+    let route_path = if asterisk { "/" } else { parts.uri.path() };
     let RouteEntry { route, upstream } = snap
         .routes
-        .find(&host, parts.uri.path())
+        .find(&host, route_path)
         .ok_or(Refusal::NoRoute)?;
     rec.route = route.name.clone();
     rec.upstream = upstream.config.name.clone();
 
     let up = &upstream.config;
-    let mut path_and_query = upstream_path(&up.base_path, route, parts.uri.path());
-    if let Some(q) = parts.uri.query() {
-        path_and_query.push('?');
-        path_and_query.push_str(q);
+    let path_and_query = if asterisk {
+        "*".to_string()
+    } else {
+        let mut pq = upstream_path(&up.base_path, route, parts.uri.path());
+        if let Some(q) = parts.uri.query() {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        pq
+    };
+    if parts.version == Version::HTTP_2 {
+        semantics::join_cookies(&mut parts.headers);
     }
+    // The request is addressed to the upstream, or with `preserve_host` to the client's host:
+    // HTTP/1.1 upstreams get it as Host, HTTP/2 ones as `:authority` (never both). The
+    // connection goes to the upstream's url either way.
+    let authority = if route.preserve_host {
+        host_value
+            .parse::<http::uri::Authority>()
+            .map_err(|_| Refusal::InvalidHost)?
+    } else {
+        up.authority.clone()
+    };
     parts.uri = Uri::builder()
         .scheme(if up.tls { "https" } else { "http" })
-        .authority(up.authority.clone())
+        .authority(authority)
         .path_and_query(path_and_query)
         .build()
         .map_err(|_| Refusal::DotSegments)?;
@@ -188,20 +239,20 @@ async fn forward(
     parts.version = Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::set_forwarded(&mut parts.headers, ctx.peer.ip(), &host_value);
-    if route.preserve_host {
-        let v = HeaderValue::from_str(&host_value).map_err(|_| Refusal::NoHost)?;
-        parts.headers.insert(header::HOST, v);
-    } else {
-        // The client sets Host from the upstream url on HTTP/1.1; HTTP/2 carries it in
-        // :authority, and a Host beside it is a duplicate to some servers (nginx < 1.25: 400).
-        parts.headers.remove(header::HOST);
-    }
+    // Host comes from the URI authority above; a Host beside HTTP/2's :authority is a
+    // duplicate to some servers (nginx < 1.25: 400).
+    parts.headers.remove(header::HOST);
+    let client_failed = Arc::new(AtomicBool::new(false));
     let req = Request::from_parts(
         parts,
-        Either::Left(Counted::new(body, rec.bytes_in.clone())),
+        Either::Left(Counted::new(body, rec.bytes_in.clone()).flag_failure(client_failed.clone())),
     );
     let resp = match tokio::time::timeout(route.timeout, upstream.send(req)).await {
         Ok(Ok(r)) => r,
+        Ok(Err(e)) if client_failed.load(Ordering::Relaxed) => {
+            tracing::debug!(upstream = %up.name, cause = %ErrorChain(&e), "client request body failed");
+            return Err(Refusal::ClientBody);
+        }
         Ok(Err(e)) => {
             tracing::warn!(upstream = %up.name, kind = e.kind.as_label(), cause = %ErrorChain(&e), "upstream request failed");
             return Err(Refusal::Upstream(e.kind));
@@ -212,12 +263,31 @@ async fn forward(
         }
     };
     let (mut parts, body) = resp.into_parts();
+    if let Err(bad) = semantics::check_response(&parts, limits.max_response_header_bytes) {
+        tracing::warn!(upstream = %up.name, problem = bad.as_str(), "upstream response refused");
+        return Err(Refusal::Upstream(ErrorKind::Protocol));
+    }
     headers::strip_hop_by_hop(&mut parts.headers);
+    let stalled = metrics
+        .upstream_errors
+        .with_label_values(&[up.name.as_str(), ErrorKind::Timeout.as_label()]);
+    let name = up.name.clone();
+    let limit = limits.upstream_read_timeout;
+    let on_stall = Box::new(move || {
+        stalled.inc();
+        tracing::warn!(upstream = %name, timeout = ?limit, "upstream response body stalled; cut");
+    });
     Ok(Response::from_parts(
         parts,
-        Tracked::new(Either::Left(body), None),
+        Tracked::new(
+            Either::Left(ReadTimeout::new(body, limit, Some(on_stall))),
+            None,
+        ),
     ))
 }
+
+/// What a 405 to TRACE allows: every method the proxy forwards.
+const ALLOW: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 fn finish(rec: Record, bytes_out: u64) {
     rec.ctx.activity.request_done();

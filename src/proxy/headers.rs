@@ -1,17 +1,18 @@
 //! Header rewriting between client and upstream: hop-by-hop removal (RFC 9110 §7.6.1),
-//! `X-Forwarded-*` set from what the proxy saw (client-supplied values dropped), Host.
+//! `X-Forwarded-*` and `X-Real-IP` set from what the proxy saw (client-supplied values dropped).
 
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-static HOP_BY_HOP: [HeaderName; 8] = [
+// `Trailer` is end-to-end (RFC 9110 §6.6.2): hyper sends an HTTP/1.1 client only the
+// trailer fields a response's `Trailer` declares, so it must pass.
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
@@ -19,6 +20,7 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// Removes hop-by-hop headers, including those named in `Connection`. `TE: trailers` is kept
@@ -46,12 +48,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Sets `X-Forwarded-For` to the client address, `X-Forwarded-Proto: https` and
-/// `X-Forwarded-Host`; whatever the client sent under these names (and `Forwarded`) is dropped,
+/// Sets `X-Forwarded-For` and `X-Real-IP` to the client address, `X-Forwarded-Proto: https`
+/// and `X-Forwarded-Host`; whatever the client sent under these names (and `Forwarded`) is dropped,
 /// because the clients are the internet.
 pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, host: &str) {
     headers.remove(&FORWARDED);
-    headers.insert(X_FORWARDED_FOR.clone(), HeaderValue::from(IpHeader(client)));
+    let ip = HeaderValue::from(IpHeader(client));
+    headers.insert(X_REAL_IP.clone(), ip.clone());
+    headers.insert(X_FORWARDED_FOR.clone(), ip);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
     match HeaderValue::from_str(host) {
         Ok(v) => {
@@ -109,6 +113,7 @@ mod tests {
         h.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.append("x-forwarded-for", HeaderValue::from_static("7.7.7.7"));
         h.insert("forwarded", HeaderValue::from_static("for=6.6.6.6"));
+        h.insert("x-real-ip", HeaderValue::from_static("6.6.6.6"));
         set_forwarded(&mut h, "127.0.0.1".parse().expect("ip"), "api.example.com");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(
@@ -116,6 +121,7 @@ mod tests {
             Some(&b"127.0.0.1"[..])
         );
         assert!(h.get("forwarded").is_none());
+        assert_eq!(h["x-real-ip"], "127.0.0.1");
         assert_eq!(
             h.get("x-forwarded-proto").map(|v| v.as_bytes()),
             Some(&b"https"[..])

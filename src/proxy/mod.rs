@@ -8,6 +8,7 @@
 mod activity;
 mod handler;
 mod headers;
+mod semantics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+use crate::config::Limits;
 use crate::snapshot::Live;
 use crate::tls::ListenerTls;
 use activity::{Activity, ActivityIo, Verdict};
@@ -74,6 +76,10 @@ pub async fn serve_listener(
             tls = t.clone();
         }
         let tls = tls.clone();
+        // The handshake and the connection's timers come from this one snapshot; requests read
+        // the current one. Only the limits are kept: an old snapshot's pools must not linger.
+        let limits = snap.config.limits.clone();
+        drop(snap);
         open.fetch_add(1, Ordering::Relaxed);
         open_gauge.inc();
         let guard = OpenGuard(open.clone(), open_gauge.clone());
@@ -85,7 +91,7 @@ pub async fn serve_listener(
             async move {
                 let _guard = guard;
                 let _ = tcp.set_nodelay(true);
-                serve_connection(name, tcp, peer, tls, live, shutdown).await;
+                serve_connection(name, tcp, peer, (tls, limits), live, shutdown).await;
             }
             .instrument(span),
         );
@@ -105,11 +111,10 @@ async fn serve_connection(
     listener: Arc<str>,
     tcp: TcpStream,
     peer: SocketAddr,
-    tls: Arc<ListenerTls>,
+    (tls, limits): (Arc<ListenerTls>, Limits),
     live: Arc<Live>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limits = live.current().config.limits.clone();
     let metrics = &live.shared.metrics;
     let acceptor = TlsAcceptor::from(tls.config.clone());
     let stream =
@@ -142,6 +147,7 @@ async fn serve_connection(
         _ => "-",
     };
     let cert = tls.resolver.pick(sni.as_deref());
+    let listener_label = listener.clone();
     let activity = Arc::new(Activity::new(!http2));
     let ctx = Arc::new(ConnCtx {
         listener,
@@ -163,7 +169,12 @@ async fn serve_connection(
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(limits.max_header_bytes as u32)
+            // Above the limit, so a head just over it is decoded and answered 431 by the
+            // handler's exact check: the h2 crate's own refusal (REFUSED_STREAM) makes clients
+            // retry. Beyond this, decoding stops.
+            .max_header_list_size(
+                u32::try_from(limits.max_header_bytes.saturating_mul(4)).unwrap_or(u32::MAX),
+            )
             .keep_alive_interval(Some(KEEPALIVE_PING.min(limits.idle_timeout)))
             .keep_alive_timeout(KEEPALIVE_PING_TIMEOUT);
     } else {
@@ -174,13 +185,19 @@ async fn serve_connection(
             // hyper's own timer also runs while a keep-alive connection idles, which would cut
             // idle connections at the head timeout; the watchdog below keeps the two apart.
             .header_read_timeout(None)
-            .max_buf_size(limits.max_header_bytes.max(8192))
+            // Room above the limit so the handler's exact check answers 431 (hyper's buffer
+            // limit lets heads over it through when they arrive in one read).
+            .max_buf_size(limits.max_header_bytes.max(8192) + HEAD_SLACK)
             .keep_alive(true);
     }
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
-    let tick = (limits.header_read_timeout.min(limits.idle_timeout) / 4)
-        .clamp(Duration::from_millis(5), Duration::from_secs(1));
+    let tick = (limits
+        .header_read_timeout
+        .min(limits.idle_timeout)
+        .min(limits.client_write_timeout)
+        / 4)
+    .clamp(Duration::from_millis(5), Duration::from_secs(1));
     let mut watchdog = tokio::time::interval(tick);
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing = *shutdown.borrow();
@@ -196,6 +213,16 @@ async fn serve_connection(
                 return;
             }
             _ = watchdog.tick() => match activity.verdict(limits.header_read_timeout, limits.idle_timeout) {
+                _ if activity.write_stalled(limits.client_write_timeout) => {
+                    // Back-pressure keeps the memory bounded; this frees the connection and
+                    // its upstream stream from a client that stopped reading.
+                    metrics
+                        .client_errors
+                        .with_label_values(&[&*listener_label, "write_timeout"])
+                        .inc();
+                    tracing::debug!(timeout = ?limits.client_write_timeout, "client took no bytes within client_write_timeout");
+                    return;
+                }
                 Verdict::Fine => {}
                 Verdict::Idle if !closing => {
                     closing = true;
@@ -244,5 +271,7 @@ fn handshake_reason(e: &std::io::Error) -> &'static str {
     }
 }
 
+/// Read-buffer room above `max_header_bytes` (see the HTTP/1 builder).
+const HEAD_SLACK: usize = 8192;
 const KEEPALIVE_PING: Duration = Duration::from_secs(30);
 const KEEPALIVE_PING_TIMEOUT: Duration = Duration::from_secs(20);

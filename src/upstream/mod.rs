@@ -1,15 +1,17 @@
 //! A pooled HTTP/1.1 + HTTP/2 client for one upstream, built with that upstream's own
 //! `ClientConfig` so a pool never outlives the trust and pins it was verified under.
 //!
-//! Knows nothing of routes or client connections: it sends a request, retries once when a
-//! pooled connection turned out stale before an idempotent, body-less request went out, and
-//! classifies failures for the metrics and the status code.
+//! Knows nothing of routes or client connections: it sends a request and classifies failures
+//! for the metrics and the status code. A request is sent again only when hyper hands it back
+//! unsent (a pooled connection found closed before the request was written): anything that may
+//! have reached the upstream is never repeated.
+
+mod connect;
 
 use std::sync::Arc;
 
-use http::{Method, Request, Response};
-use http_body_util::{Either, Empty};
-use hyper::body::{Body as _, Incoming};
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -20,6 +22,7 @@ use rustls::pki_types::ServerName;
 use crate::config::{Limits, Upstream};
 use crate::diag::error_chain;
 use crate::tls::{UpstreamObserver, UpstreamTls, is_pin_mismatch};
+use connect::FixedDestination;
 
 pub use crate::body::RequestBody as ProxyBody;
 
@@ -28,7 +31,7 @@ pub use crate::body::RequestBody as ProxyBody;
 pub struct UpstreamClient {
     pub config: Upstream,
     pub observer: Arc<UpstreamObserver>,
-    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    client: Client<FixedDestination<HttpsConnector<HttpConnector>>, ProxyBody>,
 }
 
 /// Why a request to an upstream failed; the `kind` label of `pinproxy_upstream_errors_total`.
@@ -98,7 +101,16 @@ impl UpstreamClient {
             .pool_idle_timeout(limits.upstream_idle_timeout)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .build(connector);
+            // Only requests hyper hands back unwritten are retried (never-sent, provably).
+            .retry_canceled_requests(true)
+            // hyper's read buffer bounds an HTTP/1 response head (and the memory one
+            // connection buffers); the exact limit is checked on the parsed head.
+            .http1_max_buf_size(limits.max_response_header_bytes.max(8192) + HEAD_SLACK)
+            .http2_max_header_list_size(
+                u32::try_from(limits.max_response_header_bytes.saturating_mul(2))
+                    .unwrap_or(u32::MAX),
+            )
+            .build(FixedDestination::new(connector, config));
         Ok(UpstreamClient {
             config: config.clone(),
             observer,
@@ -106,28 +118,10 @@ impl UpstreamClient {
         })
     }
 
-    /// Sends `req`; an idempotent request without a body is sent again once when a pooled
-    /// connection was found closed.
+    /// Sends `req`. Requests are addressed to `config.authority`, or to the client's host with
+    /// `preserve_host`: either way the connection goes to the configured upstream.
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
-        let retry = if is_idempotent(req.method()) && req.body().is_end_stream() {
-            let mut copy = Request::new(Either::Right(Empty::new()));
-            *copy.method_mut() = req.method().clone();
-            *copy.uri_mut() = req.uri().clone();
-            *copy.version_mut() = req.version();
-            *copy.headers_mut() = req.headers().clone();
-            Some(copy)
-        } else {
-            None
-        };
-        let result = match self.client.request(req).await {
-            Ok(resp) => Ok(resp),
-            Err(e) if retry.is_some() && is_stale_connection(&e) => {
-                tracing::debug!(upstream = %self.config.name, cause = %e, "pooled connection was stale, retrying once");
-                let copy = retry.expect("checked is_some in the guard");
-                self.client.request(copy).await.map_err(|e| self.error(e))
-            }
-            Err(e) => Err(self.error(e)),
-        };
+        let result = self.client.request(req).await.map_err(|e| self.error(e));
         if result.is_ok() {
             // Keeps the upstream's verified path current while pooled connections carry the traffic.
             self.observer.touch();
@@ -142,27 +136,6 @@ impl UpstreamClient {
             source,
         }
     }
-}
-
-fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
-
-fn is_stale_connection(e: &hyper_util::client::legacy::Error) -> bool {
-    !e.is_connect()
-        && error_chain(e).into_iter().any(|err| {
-            err.downcast_ref::<hyper::Error>()
-                .is_some_and(|h| h.is_incomplete_message() || h.is_canceled() || h.is_closed())
-                || err.downcast_ref::<std::io::Error>().is_some_and(|io| {
-                    matches!(
-                        io.kind(),
-                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-                    )
-                })
-        })
 }
 
 fn classify(e: &hyper_util::client::legacy::Error) -> ErrorKind {
@@ -188,3 +161,7 @@ fn classify(e: &hyper_util::client::legacy::Error) -> ErrorKind {
         ErrorKind::Protocol
     }
 }
+
+/// Read-buffer room above the response head limit, so a head just over it is parsed and
+/// refused by the exact check rather than cut by the buffer.
+const HEAD_SLACK: usize = 8192;
