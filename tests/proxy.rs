@@ -647,3 +647,5 @@ async fn admin_endpoints_report_health_readiness_status_and_metrics() {
 mod okhttp;
 #[path = "proxy/upstream_pins.rs"]
 mod upstream_pins;
+#[path = "proxy/hardening.rs"]
+mod hardening;
