@@ -20,6 +20,9 @@ pub enum Kind {
     PinRules,
     /// A TLS configuration could not be built from otherwise valid parts.
     Tls,
+    /// A certificate and the key beside it do not match (counted as `tls`): during an in-place
+    /// rotation this is the moment between the two writes, so reload waits for it to settle.
+    KeyMismatch,
 }
 
 impl Kind {
@@ -29,7 +32,7 @@ impl Kind {
             Kind::Validation => "validation",
             Kind::File => "file",
             Kind::PinRules => "pin_rules",
-            Kind::Tls => "tls",
+            Kind::Tls | Kind::KeyMismatch => "tls",
         }
     }
 }

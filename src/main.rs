@@ -89,7 +89,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(config: &Path) -> anyhow::Result<u8> {
     init_logging(pinproxy::config::peek_log_format(config));
     let rt = runtime()?;
-    rt.block_on(async {
+    let result = rt.block_on(async {
         // Installed first, so a signal during start-up is handled rather than fatal.
         let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
@@ -111,8 +111,16 @@ fn run(config: &Path) -> anyhow::Result<u8> {
             _ = term.recv() => { tracing::warn!("second signal: exiting at once"); Ok(EXIT_PROBLEMS) }
             _ = int.recv() => { tracing::warn!("second signal: exiting at once"); Ok(EXIT_PROBLEMS) }
         }
-    })
+    });
+    // Dropping a runtime waits for every blocking task still running (a DNS lookup for an
+    // upstream, a reload being validated): once the drain is done nothing of that matters, so
+    // exit without waiting, as nginx and HAProxy do.
+    rt.shutdown_timeout(EXIT_WAIT);
+    result
 }
+
+/// How long exiting waits for blocking tasks after the drain.
+const EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 fn check(config: &Path) -> anyhow::Result<u8> {
     let rt = runtime()?;

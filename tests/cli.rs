@@ -494,3 +494,35 @@ async fn a_second_sigterm_exits_at_once() {
         .expect("join");
     assert_eq!(code, Some(1), "exits at once, not after the 60 s grace");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_drain_the_process_exits_within_100_ms() {
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let (pki, _, dir) = json_proxy(up.addr, "shutdown_grace = \"20s\"");
+    let mut proc = Proc::start(&dir);
+    let addr: std::net::SocketAddr = proc.wait_for("listening")["addr"]
+        .as_str()
+        .expect("addr")
+        .parse()
+        .expect("addr");
+    // A pooled upstream connection and a finished client connection: what real traffic leaves.
+    let reply = Client::new(addr, &pki.root_pem())
+        .get("localhost", "/warm")
+        .await
+        .expect("request");
+    assert_eq!(reply.status, 200);
+    proc.signal("TERM");
+    let (drained, code) = tokio::task::spawn_blocking(move || {
+        let _ = proc.wait_for("all connections finished");
+        let drained = std::time::Instant::now();
+        let code = proc.wait_exit(Duration::from_secs(10));
+        (drained.elapsed(), code)
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, Some(0));
+    assert!(
+        drained < Duration::from_millis(100),
+        "exited {drained:?} after the drain finished"
+    );
+}

@@ -643,9 +643,9 @@ async fn admin_endpoints_report_health_readiness_status_and_metrics() {
     assert!(r.shutdown().await, "drains at once with nothing in flight");
 }
 
+#[path = "proxy/hardening.rs"]
+mod hardening;
 #[path = "proxy/okhttp.rs"]
 mod okhttp;
 #[path = "proxy/upstream_pins.rs"]
 mod upstream_pins;
-#[path = "proxy/hardening.rs"]
-mod hardening;

@@ -575,6 +575,21 @@ async fn certificate_written_before_its_key_is_never_served_mismatched() {
     assert_eq!(failures(r.admin).await, 1.0);
 }
 
+#[tokio::test]
+async fn a_certificate_and_key_rewritten_in_place_one_after_the_other_settle_without_a_failure() {
+    let s = Setup::new("").await;
+    let r = s.start().await;
+    let g0 = generation(r.admin).await;
+    // The natural in-place rotation: the certificate, then (a moment later) its key.
+    s.dir.write("certs/api.pem", s.next.chain_pem());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.dir.write("certs/api.key", &s.next.key_pem);
+    wait_generation(r.admin, g0 + 1).await;
+    assert_eq!(served_pin(&s.client(&r)).await, s.next.pin);
+    assert_eq!(failures(r.admin).await, 0.0, "no failed reload was counted");
+    assert_eq!(last_reload_successful(r.admin).await, 1.0);
+}
+
 // ---- what a reload reaches ---------------------------------------------------------------
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::diag::Problems;
+use crate::diag::{Kind, Problems};
 use crate::files::Files;
 use crate::metrics::Metrics;
 use crate::snapshot::{self, Live, Snapshot, unix_now};
@@ -117,14 +117,29 @@ pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: Trigger)
     let boot = status.boot.get_or_init(|| cur.config.clone()).clone();
     let metrics = &live.shared.metrics;
     let trigger = trigger.as_str();
+    let build = |files: &mut Files| {
+        snapshot::build(path, &live.shared, Some(&cur), cur.generation + 1, files)
+    };
     let mut files = Files::new();
-    let result = snapshot::build(
-        path,
-        &live.shared,
-        Some(&cur),
-        cur.generation + 1,
-        &mut files,
-    );
+    let mut result = build(&mut files);
+    let settling = |r: &Result<Snapshot, Problems>| {
+        r.as_ref()
+            .is_err_and(|p| p.errors().all(|e| e.kind == Kind::KeyMismatch))
+    };
+    // A certificate and key rewritten in place arrive one after the other: give the pair a
+    // moment to match before judging, unless these very files were already judged.
+    if settling(&result) && lock(&status.failed_digest).as_deref() != Some(&files.digest()) {
+        tracing::info!(settle = ?SETTLE, "a certificate and its key do not match (yet); waiting for the pair to settle");
+        let deadline = std::time::Instant::now() + SETTLE;
+        while settling(&result) && std::time::Instant::now() < deadline {
+            std::thread::sleep(SETTLE_STEP);
+            files = Files::new();
+            result = build(&mut files);
+        }
+        if settling(&result) {
+            tracing::info!(settle = ?SETTLE, "the pair did not settle");
+        }
+    }
     let digest = files.digest();
     status.attempts.fetch_add(1, Ordering::Relaxed);
     status.last_attempt.store(unix_now(), Ordering::Relaxed);
@@ -204,6 +219,10 @@ pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: Trigger)
     *lock(&status.last_outcome) = Some(outcome.as_str());
     outcome
 }
+
+/// How long a reload waits for a certificate and its key to match before rejecting them.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+const SETTLE_STEP: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Makes `next` the running snapshot and updates the config metrics.
 pub fn publish(live: &Live, next: Snapshot, old_digest: Option<&str>) {

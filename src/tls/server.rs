@@ -253,7 +253,7 @@ fn load_cert(
     match certified.keys_match() {
         Ok(()) => {}
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => problems.push(Problem::error(
-            Kind::Tls,
+            Kind::KeyMismatch,
             file,
             &key_field,
             format!(

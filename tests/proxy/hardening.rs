@@ -125,7 +125,10 @@ async fn an_upstream_body_that_stalls_after_the_head_is_cut_at_upstream_read_tim
         let got = tokio::time::timeout(Duration::from_secs(10), c.get("localhost", "/stall"))
             .await
             .expect("the proxy ends the stalled response");
-        assert!(got.is_err(), "h2={h2}: a cut body, not a complete one: {got:?}");
+        assert!(
+            got.is_err(),
+            "h2={h2}: a cut body, not a complete one: {got:?}"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "h2={h2}: cut at the read timeout, took {:?}",
@@ -211,9 +214,11 @@ async fn client_body_errors_get_400_and_count_as_client_errors_not_upstream_erro
     assert!(no_crlf.starts_with("HTTP/1.1 400"), "{no_crlf}");
     {
         let (mut tls, _) = s.client(&r).handshake().await.expect("handshake");
-        tls.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n0123456789")
-            .await
-            .expect("send");
+        tls.write_all(
+            b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n0123456789",
+        )
+        .await
+        .expect("send");
         tls.shutdown().await.expect("close after 10 of 1000 bytes");
         let mut out = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await;
@@ -308,7 +313,11 @@ async fn malformed_upstream_response_heads_get_502_and_are_never_passed_on() {
         for path in ["/huge", "/over", "/clte", "/switch"] {
             let got = c.get("localhost", path).await.expect("a response");
             assert_eq!(got.status, 502, "h2={h2} {path}: {:?}", got.headers);
-            assert!(got.headers.get("content-length").is_some_and(|v| v != "100"));
+            assert!(
+                got.headers
+                    .get("content-length")
+                    .is_some_and(|v| v != "100")
+            );
         }
     }
 }
@@ -339,7 +348,8 @@ async fn a_request_that_may_have_reached_the_upstream_is_never_sent_twice() {
 
 #[tokio::test]
 async fn host_fields_trace_and_options_asterisk_follow_the_rfcs() {
-    let origin = RawOrigin::replying(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()).await;
+    let origin =
+        RawOrigin::replying(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()).await;
     let s = Setup::new(&format!(
         "[[route]]\npath_prefix = \"/\"\nupstream = \"o\"\n[upstream.o]\nurl = \"http://{}\"\n",
         origin.addr
@@ -366,7 +376,10 @@ async fn host_fields_trace_and_options_asterisk_follow_the_rfcs() {
     )
     .await;
     assert!(trace.starts_with("HTTP/1.1 405"), "{trace}");
-    assert!(trace.to_ascii_lowercase().contains("\r\nallow: "), "{trace}");
+    assert!(
+        trace.to_ascii_lowercase().contains("\r\nallow: "),
+        "{trace}"
+    );
     assert!(origin.heads().is_empty(), "{:?}", origin.heads());
     let options = raw(
         &s,
@@ -434,4 +447,3 @@ async fn response_trailers_reach_http1_clients_that_send_te_trailers() {
     let lower = got.to_ascii_lowercase();
     assert!(lower.contains("hello\r\n0\r\nx-checksum: abc\r\n"), "{got}");
 }
-
