@@ -526,3 +526,42 @@ async fn after_the_drain_the_process_exits_within_100_ms() {
         "exited {drained:?} after the drain finished"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_still_settling_does_not_hold_the_exit() {
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let (pki, leaf, dir) = json_proxy(up.addr, "shutdown_grace = \"20s\"");
+    let next = pki.leaf(&["localhost"]);
+    dir.write_pin_set(
+        "app",
+        "2099-01-01",
+        "enforce",
+        &[
+            (&leaf.pin, "current", "key"),
+            (&next.pin, "next", "key"),
+            (&backup_pin(1), "backup", "key"),
+        ],
+    );
+    let mut proc = Proc::start(&dir);
+    let _ = proc.wait_for("listening");
+    // The next certificate, whose key never follows: the reload waits for the pair on a
+    // blocking thread.
+    dir.write("certs/api.pem", next.chain_pem());
+    proc.signal("HUP");
+    let _ = proc
+        .wait_for("a certificate and its key do not match (yet); waiting for the pair to settle");
+    proc.signal("TERM");
+    let (drained, code) = tokio::task::spawn_blocking(move || {
+        let _ = proc.wait_for("all connections finished");
+        let drained = std::time::Instant::now();
+        let code = proc.wait_exit(Duration::from_secs(10));
+        (drained.elapsed(), code)
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, Some(0));
+    assert!(
+        drained < Duration::from_millis(100),
+        "exited {drained:?} after the drain finished"
+    );
+}
