@@ -4,8 +4,8 @@
 //! fixed: deploy/ alert rules and dashboards rely on them. Nothing here reads config or sockets.
 
 use prometheus::{
-    Encoder as _, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder as _, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub const CERT_NOT_AFTER: &str = "pinproxy_certificate_not_after_timestamp_seconds";
@@ -26,6 +26,7 @@ pub const TLS_HANDSHAKE_ERRORS: &str = "pinproxy_tls_handshake_errors_total";
 pub const CONNECTIONS_OPEN: &str = "pinproxy_connections_open";
 pub const CONNECTIONS_REJECTED: &str = "pinproxy_connections_rejected_total";
 pub const BUILD_INFO: &str = "pinproxy_build_info";
+pub const LOG_LINES_DROPPED: &str = "pinproxy_log_lines_dropped_total";
 
 /// Typed handles to every metric, registered once in the instance's own registry.
 #[derive(Clone)]
@@ -49,6 +50,7 @@ pub struct Metrics {
     pub connections_open: IntGaugeVec,
     pub connections_rejected: IntCounterVec,
     pub build_info: IntGaugeVec,
+    pub log_lines_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -154,6 +156,10 @@ impl Metrics {
                 Opts::new(BUILD_INFO, "1, labelled with the version"),
                 &["version"],
             )?,
+            log_lines_dropped: IntCounter::new(
+                LOG_LINES_DROPPED,
+                "log lines dropped because the log writer was behind",
+            )?,
             registry,
         };
         m.register_all()?;
@@ -184,12 +190,19 @@ impl Metrics {
         r.register(Box::new(self.connections_open.clone()))?;
         r.register(Box::new(self.connections_rejected.clone()))?;
         r.register(Box::new(self.build_info.clone()))?;
+        r.register(Box::new(self.log_lines_dropped.clone()))?;
         Ok(())
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(16 * 1024);
+        // The log writer counts its drops; the counter follows it at each scrape.
+        let dropped = crate::diag::dropped_log_lines();
+        let shown = self.log_lines_dropped.get();
+        if dropped > shown {
+            self.log_lines_dropped.inc_by(dropped - shown);
+        }
         // Encoding into a Vec cannot fail on I/O; a broken metric family is skipped by the encoder.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf

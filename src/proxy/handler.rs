@@ -14,8 +14,10 @@ use hyper::body::Incoming;
 
 use super::activity::Activity;
 use super::headers;
+use super::request_id::{X_REQUEST_ID, request_id};
 use crate::body::{Counted, ResponseBody, Tracked, local};
 use crate::config::has_dot_segment;
+use crate::diag::ErrorText;
 use crate::routes::{RouteEntry, upstream_path};
 use crate::snapshot::{Live, Snapshot};
 use crate::tls::ListenerTls;
@@ -79,6 +81,11 @@ struct Record {
     status: u16,
     bytes_in: Arc<AtomicU64>,
     access_log: bool,
+    version: &'static str,
+    user_agent: String,
+    request_id: HeaderValue,
+    /// From sending upstream to the upstream's response head.
+    upstream_time: Option<std::time::Duration>,
 }
 
 pub async fn handle(
@@ -99,6 +106,15 @@ pub async fn handle(
         status: 0,
         bytes_in: Arc::new(AtomicU64::new(0)),
         access_log: snap.config.log.access,
+        version: version_text(req.version()),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string(),
+        request_id: request_id(req.headers(), &live.shared.provider),
+        upstream_time: None,
     };
     let result = forward(req, &ctx, &snap, &mut rec).await;
     let mut resp = match result {
@@ -121,6 +137,8 @@ pub async fn handle(
             resp
         }
     };
+    resp.headers_mut()
+        .insert(X_REQUEST_ID.clone(), rec.request_id.clone());
     rec.status = resp.status().as_u16();
     let metrics = &live.shared.metrics;
     let elapsed = rec.start.elapsed().as_secs_f64();
@@ -188,9 +206,16 @@ async fn forward(
     parts.version = Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::set_forwarded(&mut parts.headers, ctx.peer.ip(), &host_value);
+    parts
+        .headers
+        .insert(X_REQUEST_ID.clone(), rec.request_id.clone());
     if route.preserve_host {
         let v = HeaderValue::from_str(&host_value).map_err(|_| Refusal::NoHost)?;
         parts.headers.insert(header::HOST, v);
+    } else if let Some(host) = &up.host_header {
+        // `host_header`, or `server_name` (+ a port that is not the scheme's): the name a
+        // provider behind virtual hosting or a CDN routes on, not the address it is reached at.
+        parts.headers.insert(header::HOST, host.clone());
     } else {
         // The client sets Host from the upstream url on HTTP/1.1; HTTP/2 carries it in
         // :authority, and a Host beside it is a duplicate to some servers (nginx < 1.25: 400).
@@ -200,14 +225,17 @@ async fn forward(
         parts,
         Either::Left(Counted::new(body, rec.bytes_in.clone())),
     );
-    let resp = match tokio::time::timeout(route.timeout, upstream.send(req)).await {
+    let sent = Instant::now();
+    let result = tokio::time::timeout(route.timeout, upstream.send(req)).await;
+    rec.upstream_time = Some(sent.elapsed());
+    let resp = match result {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            tracing::warn!(upstream = %up.name, kind = e.kind.as_label(), cause = %ErrorChain(&e), "upstream request failed");
+            tracing::warn!(upstream = %up.name, kind = e.kind.as_label(), cause = %ErrorText(&e), "upstream request failed");
             return Err(Refusal::Upstream(e.kind));
         }
         Err(_) => {
-            tracing::warn!(upstream = %up.name, timeout = ?route.timeout, "upstream response timed out");
+            tracing::warn!(upstream = %up.name, timeout_ms = crate::diag::ms(route.timeout), "upstream response timed out");
             return Err(Refusal::Upstream(ErrorKind::Timeout));
         }
     };
@@ -236,11 +264,26 @@ fn finish(rec: Record, bytes_out: u64) {
         status = rec.status,
         route = %rec.route,
         upstream = %rec.upstream,
-        duration_ms = rec.start.elapsed().as_secs_f64() * 1000.0,
+        duration_ms = crate::diag::ms(rec.start.elapsed()),
+        upstream_ms = rec.upstream_time.map(crate::diag::ms),
+        version = rec.version,
+        user_agent = %rec.user_agent,
+        request_id = rec.request_id.to_str().unwrap_or("-"),
         bytes_in = rec.bytes_in.load(Ordering::Relaxed),
         bytes_out,
         "request"
     );
+}
+
+fn version_text(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "-",
+    }
 }
 
 /// The host part of a Host header or authority (no port, no brackets).
@@ -255,21 +298,6 @@ fn host_only(v: &str) -> &str {
             v
         }
     })
-}
-
-/// Prints an error with its sources, one level each, for the log.
-struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, e) in crate::diag::error_chain(self.0).into_iter().enumerate() {
-            if i > 0 {
-                f.write_str(": ")?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

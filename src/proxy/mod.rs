@@ -8,6 +8,7 @@
 mod activity;
 mod handler;
 mod headers;
+mod request_id;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
