@@ -156,7 +156,7 @@ pub struct Upstream {
     pub pin_match: PinMatch,
     /// The Host sent upstream (unless a route preserves the client's): `host_header`, else
     /// `server_name` with the url's port when it is not the scheme's default; `None`: the url's.
-    pub host_header: Option<http::HeaderValue>,
+    pub host_header: Option<Authority>,
 }
 
 impl Upstream {

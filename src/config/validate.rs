@@ -297,13 +297,13 @@ impl Validator<'_> {
         u: &RawUpstream,
         authority: &http::uri::Authority,
         tls: bool,
-    ) -> Option<http::HeaderValue> {
+    ) -> Option<http::uri::Authority> {
         if let Some(h) = &u.host_header {
             let valid = h
                 .parse::<http::uri::Authority>()
                 .ok()
                 .filter(|a| !a.as_str().contains('@') && !a.host().is_empty() && a.as_str() == h);
-            return match valid.and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()) {
+            return match valid {
                 Some(v) => Some(v),
                 None => {
                     self.err(
@@ -321,7 +321,7 @@ impl Validator<'_> {
             Some(p) if p != default_port => format!("{name}:{p}"),
             _ => name.clone(),
         };
-        http::HeaderValue::from_str(&text).ok()
+        text.parse().ok()
     }
 
     fn upstreams(

@@ -198,7 +198,12 @@ async fn forward(
     }
     parts.uri = Uri::builder()
         .scheme(if up.tls { "https" } else { "http" })
-        .authority(up.authority.clone())
+        // The upstream's Host (HTTP/1.1) or :authority (HTTP/2); the connection still goes
+        // to the url's address.
+        .authority(match (&up.host_header, route.preserve_host) {
+            (Some(h), false) => h.clone(),
+            _ => up.authority.clone(),
+        })
         .path_and_query(path_and_query)
         .build()
         .map_err(|_| Refusal::DotSegments)?;
@@ -212,10 +217,6 @@ async fn forward(
     if route.preserve_host {
         let v = HeaderValue::from_str(&host_value).map_err(|_| Refusal::NoHost)?;
         parts.headers.insert(header::HOST, v);
-    } else if let Some(host) = &up.host_header {
-        // `host_header`, or `server_name` (+ a port that is not the scheme's): the name a
-        // provider behind virtual hosting or a CDN routes on, not the address it is reached at.
-        parts.headers.insert(header::HOST, host.clone());
     } else {
         // The client sets Host from the upstream url on HTTP/1.1; HTTP/2 carries it in
         // :authority, and a Host beside it is a duplicate to some servers (nginx < 1.25: 400).

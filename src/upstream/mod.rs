@@ -5,9 +5,11 @@
 //! pooled connection turned out stale before an idempotent, body-less request went out, and
 //! classifies failures for the metrics and the status code.
 
+mod dial;
+
 use std::sync::Arc;
 
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, Uri};
 use http_body_util::{Either, Empty};
 use hyper::body::{Body as _, Incoming};
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
@@ -20,6 +22,7 @@ use rustls::pki_types::ServerName;
 use crate::config::{Limits, Upstream};
 use crate::diag::error_chain;
 use crate::tls::{UpstreamObserver, UpstreamTls, is_pin_mismatch};
+use dial::Dial;
 
 pub use crate::body::RequestBody as ProxyBody;
 
@@ -28,7 +31,7 @@ pub use crate::body::RequestBody as ProxyBody;
 pub struct UpstreamClient {
     pub config: Upstream,
     pub observer: Arc<UpstreamObserver>,
-    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    client: Client<HttpsConnector<Dial>, ProxyBody>,
 }
 
 /// Why a request to an upstream failed; the `kind` label of `pinproxy_upstream_errors_total`.
@@ -85,15 +88,22 @@ impl UpstreamClient {
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config)
             .https_or_http();
-        let builder = match config
-            .server_name
-            .as_ref()
-            .and_then(|n| ServerName::try_from(n.clone()).ok())
-        {
+        // The request's authority may name the provider (`host_header`): SNI and the name
+        // verified always come from the upstream's config, the address dialed from its url.
+        let builder = match ServerName::try_from(config.verify_name().to_string()).ok() {
             Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name)),
             None => builder,
         };
-        let connector = builder.enable_http1().enable_http2().wrap_connector(http);
+        let target = Uri::builder()
+            .scheme(if config.tls { "https" } else { "http" })
+            .authority(config.authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| rustls::Error::General(format!("upstream url: {e}")))?;
+        let connector = builder
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(Dial::new(http, target));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(limits.upstream_idle_timeout)
             .pool_timer(TokioTimer::new())

@@ -145,6 +145,7 @@ async fn echo(
     let doc = serde_json::json!({
         "method": method,
         "path": uri.path(),
+        "authority": uri.authority().map(|a| a.to_string()),
         "query": uri.query(),
         "version": version,
         "headers": headers,
