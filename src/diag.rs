@@ -182,6 +182,12 @@ impl fmt::Display for ErrorText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut last: Option<String> = None;
         for e in error_chain(self.0) {
+            // An io::Error carrying an error prints that error's text: the next level says it.
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.get_ref().is_some())
+            {
+                continue;
+            }
             let text = match e.downcast_ref::<rustls::Error>() {
                 Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
                     format!("invalid peer certificate: {}", o.0)

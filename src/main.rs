@@ -58,8 +58,18 @@ fn tool(result: Result<(), pinproxy::tool::ToolError>) -> anyhow::Result<u8> {
 /// stalls a request. Lines that do not fit its buffer are dropped and counted, and the
 /// returned guard flushes what is queued when it is dropped at exit.
 fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(pinproxy::diag::DEFAULT_LOG_FILTER));
+    // An empty RUST_LOG counts as unset, not as "log nothing".
+    let directives = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| pinproxy::diag::DEFAULT_LOG_FILTER.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+        eprintln!(
+            "RUST_LOG: {e}; using {}",
+            pinproxy::diag::DEFAULT_LOG_FILTER
+        );
+        tracing_subscriber::EnvFilter::new(pinproxy::diag::DEFAULT_LOG_FILTER)
+    });
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(LOG_BUFFER_LINES)
         .lossy(true)

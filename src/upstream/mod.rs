@@ -57,7 +57,7 @@ impl ErrorKind {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("upstream {upstream}: {kind:?} error")]
+#[error("upstream {upstream}: {} error", kind.as_label())]
 pub struct UpstreamError {
     pub upstream: String,
     pub kind: ErrorKind,
