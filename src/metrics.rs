@@ -27,6 +27,7 @@ pub const CONNECTIONS_OPEN: &str = "pinproxy_connections_open";
 pub const CONNECTIONS_REJECTED: &str = "pinproxy_connections_rejected_total";
 pub const BUILD_INFO: &str = "pinproxy_build_info";
 pub const LOG_LINES_DROPPED: &str = "pinproxy_log_lines_dropped_total";
+pub const UPSTREAM_REQUESTS: &str = "pinproxy_upstream_requests_total";
 
 /// Typed handles to every metric, registered once in the instance's own registry.
 #[derive(Clone)]
@@ -51,6 +52,7 @@ pub struct Metrics {
     pub connections_rejected: IntCounterVec,
     pub build_info: IntGaugeVec,
     pub log_lines_dropped: IntCounter,
+    pub upstream_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -160,6 +162,13 @@ impl Metrics {
                 LOG_LINES_DROPPED,
                 "log lines dropped because the log writer was behind",
             )?,
+            upstream_requests: IntCounterVec::new(
+                Opts::new(
+                    UPSTREAM_REQUESTS,
+                    "requests sent to an upstream, whatever the outcome (the error ratio's denominator)",
+                ),
+                &["upstream"],
+            )?,
             registry,
         };
         m.register_all()?;
@@ -191,6 +200,7 @@ impl Metrics {
         r.register(Box::new(self.connections_rejected.clone()))?;
         r.register(Box::new(self.build_info.clone()))?;
         r.register(Box::new(self.log_lines_dropped.clone()))?;
+        r.register(Box::new(self.upstream_requests.clone()))?;
         Ok(())
     }
 

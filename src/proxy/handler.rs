@@ -117,6 +117,13 @@ pub async fn handle(
         upstream_time: None,
     };
     let result = forward(req, &ctx, &snap, &mut rec).await;
+    if rec.upstream_time.is_some() {
+        live.shared
+            .metrics
+            .upstream_requests
+            .with_label_values(&[rec.upstream.as_str()])
+            .inc();
+    }
     let mut resp = match result {
         Ok(resp) => resp,
         Err(refusal) => {

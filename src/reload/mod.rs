@@ -145,9 +145,10 @@ pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: Trigger)
         Ok(next) if next.digest == cur.digest => {
             lock(&status.attempted).clear();
             if status.last_ok.load(Ordering::Relaxed) {
-                // Every trigger is logged, so "I sent SIGHUP and nothing happened" is visible;
-                // a poll tick that found nothing is routine.
-                if trigger == Trigger::Poll.as_str() {
+                // A SIGHUP is logged even when nothing changed, so "I sent SIGHUP and nothing
+                // happened" is visible; a poll tick or an event for an unrelated file in a
+                // watched directory is routine.
+                if trigger != Trigger::Signal.as_str() {
                     tracing::debug!(
                         trigger,
                         "reload: files match the running config; nothing to do"
