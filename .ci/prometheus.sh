@@ -9,8 +9,10 @@
 #     HTTPS upstream that is the proxy's own listener, a dead upstream), sends a few requests
 #     and runs `promtool check metrics` on /metrics: any problem fails.
 #  4. End to end: a real Prometheus scrapes that pinproxy every second with the shipped
-#     alerts.yml and must report PinproxyServedCertificateExpiringCritical and
-#     PinproxyUpstreamCertificateExpiring (pending or firing) within ALERT_WAIT seconds.
+#     alerts.yml (every `for:` cut to 5s) and must report PinproxyServedCertificateExpiringCritical and
+#     PinproxyUpstreamCertificateExpiring firing within ALERT_WAIT seconds, and,
+#     while requests go to an upstream that fails every handshake (TLS to a plain-HTTP port),
+#     PinproxyUpstreamFailing{kind="tls"} and PinproxyRoute5xxCritical for its route.
 #
 # Loopback only; free ports are picked with a retry; every process this script starts is
 # stopped by its PID on exit; every loop is bounded.
@@ -191,6 +193,12 @@ path_prefix = "/dead/"
 upstream = "dead"
 
 [[route]]
+name = "bad"
+path_prefix = "/bad/"
+upstream = "bad"
+strip_prefix = true
+
+[[route]]
 name = "admin"
 path_prefix = "/"
 upstream = "admin"
@@ -203,6 +211,12 @@ pin_set = "self-ca"
 
 [upstream.dead]
 url = "http://127.0.0.1:9"
+
+# TLS to the plain-HTTP admin port: every handshake fails, and nothing else is disturbed.
+[upstream.bad]
+url = "https://127.0.0.1:$admin"
+ca = "certs/ca.pem"
+server_name = "localhost"
 
 [upstream.admin]
 url = "http://127.0.0.1:$admin"
@@ -232,9 +246,9 @@ request() {
     curl -sS -o /dev/null -w '%{http_code}' --max-time 10 --cacert "$CERTS/ca.pem" \
         --resolve "localhost:$LISTEN:127.0.0.1" "https://localhost:$LISTEN$1" || echo "failed"
 }
-codes="/healthz=$(request /healthz) /loop/healthz=$(request /loop/healthz) /dead/x=$(request /dead/x)"
+codes="/healthz=$(request /healthz) /loop/healthz=$(request /loop/healthz) /dead/x=$(request /dead/x) /bad/x=$(request /bad/x)"
 log "requests: $codes"
-[[ $codes == "/healthz=200 /loop/healthz=200 /dead/x=502" ]] || die "unexpected statuses: $codes"
+[[ $codes == "/healthz=200 /loop/healthz=200 /dead/x=502 /bad/x=502" ]] || die "unexpected statuses: $codes"
 
 # The sweep follows the upstream's first handshake within milliseconds; allow 5 s.
 for i in $(seq 50); do
@@ -254,13 +268,16 @@ fi
 [[ -z $lint ]] || printf '%s\n' "$lint"
 
 # ---------------------------------------------------------------------------- 4. end to end
+# The shipped rules with every `for:` cut to 5s, so the traffic alerts (for: 2m, 5m) reach
+# "firing" within this run; expressions, labels and annotations are the shipped ones.
+sed -E 's/^( *)for: .*/\1for: 5s/' "$ROOT/deploy/prometheus/alerts.yml" >"$WORK/alerts.yml"
 write_prometheus_config() {
     cat >"$WORK/prometheus.yml" <<EOF
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
 rule_files:
-  - $ROOT/deploy/prometheus/alerts.yml
+  - $WORK/alerts.yml
 scrape_configs:
   - job_name: pinproxy
     static_configs:
@@ -286,13 +303,15 @@ for attempt in 1 2 3 4 5; do
     log "prometheus did not come up on $PROM (attempt $attempt); retrying"
 done
 [[ -n $PROM_PID ]] || die "prometheus did not start"
-log "prometheus (PID $PROM_PID) on $PROM, rules from deploy/prometheus/alerts.yml"
+log "prometheus (PID $PROM_PID) on $PROM, rules from deploy/prometheus/alerts.yml (for: 5s)"
 
 ready_at=$(date +%s.%N)
-want="PinproxyServedCertificateExpiringCritical PinproxyUpstreamCertificateExpiring"
+want="PinproxyServedCertificateExpiringCritical PinproxyUpstreamCertificateExpiring PinproxyUpstreamFailing PinproxyRoute5xxCritical"
 found=
 deadline=$(($(date +%s) + ALERT_WAIT))
 while (($(date +%s) < deadline)); do
+    # The failing upstream keeps failing: one request per poll (bounded by ALERT_WAIT).
+    [[ $(request /bad/x) == 502 ]] || die "/bad/x did not answer 502"
     if curl -fsS --max-time 2 "http://$PROM/api/v1/alerts" >"$WORK/alerts.json" 2>/dev/null; then
         # Prints "ALERTNAME STATE" for each wanted alert that is pending or firing with the
         # labels that must hold, and "UNEXPECTED ALERTNAME" for any other alert but PinproxyDown
@@ -301,13 +320,24 @@ while (($(date +%s) < deadline)); do
         found=$(python3 - "$WORK/alerts.json" <<'EOF'
 import json, sys
 doc = json.load(open(sys.argv[1]))
-wanted = ("PinproxyServedCertificateExpiringCritical", "PinproxyUpstreamCertificateExpiring")
+wanted = ("PinproxyServedCertificateExpiringCritical", "PinproxyUpstreamCertificateExpiring",
+          "PinproxyUpstreamFailing", "PinproxyRoute5xxCritical")
+# The dead upstream's single 502 may also raise the traffic alerts for it; nothing else may.
+tolerated = ("PinproxyDown", "PinproxyUpstreamErrors", "PinproxyRoute5xx")
 for a in doc["data"]["alerts"]:
     l = a["labels"]
     if a["state"] not in ("pending", "firing"):
         continue
-    if l.get("alertname") not in wanted + ("PinproxyDown",):
+    if l.get("alertname") not in wanted + tolerated:
         print("UNEXPECTED", l.get("alertname"), l)
+    if l.get("alertname") in ("PinproxyUpstreamFailing", "PinproxyUpstreamErrors") and \
+            (l.get("upstream"), l.get("kind")) not in (("bad", "tls"), ("dead", "connect")):
+        print("UNEXPECTED", l.get("alertname"), l)
+    if l.get("alertname") == "PinproxyUpstreamFailing" and \
+            (l.get("upstream"), l.get("kind")) == ("bad", "tls"):
+        print(l["alertname"], a["state"])
+    if l.get("alertname") == "PinproxyRoute5xxCritical" and l.get("route") == "bad":
+        print(l["alertname"], a["state"])
     if l.get("alertname") == "PinproxyServedCertificateExpiringCritical" and \
             (l.get("scope"), l.get("name"), l.get("position")) == ("listener", "mobile", "leaf"):
         print(l["alertname"], a["state"])
@@ -322,7 +352,7 @@ EOF
         fi
         ok=1
         for w in $want; do
-            grep -q "^$w " <<<"$found" || ok=
+            grep -q "^$w firing" <<<"$found" || ok=
         done
         [[ -z $ok ]] || break
     fi
@@ -330,11 +360,11 @@ EOF
 done
 took=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$ready_at" "$(date +%s.%N)")
 for w in $want; do
-    if ! grep -q "^$w " <<<"$found"; then
+    if ! grep -q "^$w firing" <<<"$found"; then
         curl -fsS --max-time 2 "http://$PROM/api/v1/query?query=up" >&2 || true
         echo >&2
         cat "$WORK/alerts.json" >&2 2>/dev/null || true
-        die "$w not pending or firing within ${ALERT_WAIT}s"
+        die "$w not firing within ${ALERT_WAIT}s"
     fi
 done
 log "alerts within ${took}s of Prometheus being ready: $(tr '\n' ' ' <<<"$found")"

@@ -1,12 +1,14 @@
 //! `pinproxy check`: everything `run` would load and validate, as a report for a person —
-//! problems with file and field, and which pin each served chain matches.
+//! problems with file and field, and which pin each served chain matches; with `--probe`, a
+//! dry-run handshake with every HTTPS upstream.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::files::Files;
+use crate::inventory::{CertView, Inventory};
 use crate::metrics::Metrics;
-use crate::snapshot::{self, Shared};
+use crate::snapshot::{self, Shared, unix_now};
 
 /// The outcome of a check: `ok` is false when any error was found.
 #[derive(Debug)]
@@ -15,7 +17,8 @@ pub struct Report {
     pub text: String,
 }
 
-pub fn check(config: &Path) -> Report {
+/// Checks `config`; with `probe`, also completes one handshake with every HTTPS upstream.
+pub async fn check(config: &Path, probe: bool) -> Report {
     let mut text = String::new();
     let shared = match Metrics::new() {
         Ok(m) => Shared::new(m),
@@ -31,47 +34,11 @@ pub fn check(config: &Path) -> Report {
             for w in snap.warnings.warnings() {
                 let _ = writeln!(text, "warning: {w}");
             }
-            for l in &snap.config.listeners {
-                let Some(tls) = snap.listeners.get(&l.name) else {
-                    continue;
-                };
-                for c in &tls.certs {
-                    let leaf = &c.path[0];
-                    let _ = writeln!(
-                        text,
-                        "listener {} {}: {} key {}",
-                        l.name,
-                        c.field,
-                        leaf.subject,
-                        leaf.pin.to_prefixed()
-                    );
-                    for m in tls.matches.iter().filter(|m| m.cert == c.field) {
-                        let what: Vec<String> = m
-                            .matched
-                            .iter()
-                            .map(|p| {
-                                format!(
-                                    "\"{}\" on the {} ({})",
-                                    p.label,
-                                    p.position.as_str(),
-                                    p.subject
-                                )
-                            })
-                            .collect();
-                        let live = if m.live { "" } else { " [expired]" };
-                        let _ = writeln!(
-                            text,
-                            "  pin set {}{live}: {}",
-                            m.pin_set,
-                            if what.is_empty() {
-                                "no pin matches".to_string()
-                            } else {
-                                what.join(", ")
-                            }
-                        );
-                    }
-                }
+            let inv = Inventory::of(&snap, &shared.metrics, unix_now());
+            for f in &inv.findings {
+                let _ = writeln!(text, "warning: {}", f.message);
             }
+            write_inventory(&mut text, &inv);
             let c = &snap.config;
             let _ = writeln!(
                 text,
@@ -82,7 +49,15 @@ pub fn check(config: &Path) -> Report {
                 c.pin_sets.len(),
                 config.display()
             );
-            Report { ok: true, text }
+            let mut ok = true;
+            if probe {
+                for r in crate::probe::probe_all(&snap, &shared).await {
+                    let verdict = if r.ok { "ok" } else { "FAILED" };
+                    let _ = writeln!(text, "probe upstream {}: {verdict}: {}", r.upstream, r.text);
+                    ok &= r.ok;
+                }
+            }
+            Report { ok, text }
         }
         Err(problems) => {
             for p in problems.errors() {
@@ -100,4 +75,60 @@ pub fn check(config: &Path) -> Report {
             Report { ok: false, text }
         }
     }
+}
+
+/// The served chains (serial and not_after of every certificate, so a renewal can be
+/// confirmed before it is served) and which pin of each pin set matches where.
+fn write_inventory(text: &mut String, inv: &Inventory) {
+    for l in &inv.listeners {
+        for c in &l.certs {
+            let Some(leaf) = c.path.first() else {
+                continue;
+            };
+            let _ = writeln!(
+                text,
+                "listener {} {}: {} key {}",
+                l.name, c.field, leaf.subject, leaf.pin
+            );
+            for v in &c.path {
+                let _ = writeln!(text, "  {}", cert_line(v));
+            }
+            for m in &c.pin_sets {
+                let what: Vec<String> = m
+                    .matched
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "\"{}\" on the {} ({})",
+                            p.label,
+                            p.position.as_str(),
+                            p.subject
+                        )
+                    })
+                    .collect();
+                let live = if m.live { "" } else { " [expired]" };
+                let _ = writeln!(
+                    text,
+                    "  pin set {}{live}: {}",
+                    m.pin_set,
+                    if what.is_empty() {
+                        "no pin matches".to_string()
+                    } else {
+                        what.join(", ")
+                    }
+                );
+            }
+        }
+    }
+}
+
+fn cert_line(v: &CertView) -> String {
+    format!(
+        "{} {} serial {} not_after {} ({} days left)",
+        v.position.as_str(),
+        v.subject,
+        v.serial.as_deref().unwrap_or("-"),
+        v.not_after.as_deref().unwrap_or("-"),
+        v.days_left.map_or("-".to_string(), |d| format!("{d:.0}")),
+    )
 }

@@ -24,7 +24,7 @@ pub enum Command {
     /// Serve (the default when no subcommand is given)
     Run(ConfigArg),
     /// Load and validate everything `run` would; exit 1 on errors
-    Check(ConfigArg),
+    Check(CheckArgs),
     /// Print the pin of every certificate, key or CSR in files, or of a live server's chain
     Pin(PinArgs),
     /// Render a pin set for an app's pinning configuration
@@ -51,6 +51,16 @@ impl Default for ConfigArg {
             config: PathBuf::from("config.toml"),
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Also connect to every HTTPS upstream with its configured trust and pin set and say
+    /// whether the live chain verifies and which pin matches (a dry-run handshake)
+    #[arg(long)]
+    pub probe: bool,
 }
 
 #[derive(Debug, Args)]

@@ -175,3 +175,68 @@ pub fn error_chain<'a>(
     }
     out
 }
+
+/// An error and its causes as one line of text for a log's `cause` field: each level's
+/// `Display`, joined by ": ", never `Debug`. rustls prints a custom certificate error in its
+/// Debug form (`Other(OtherError(…))`), so that level is replaced by the error it carries.
+pub struct ErrorText<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut last: Option<String> = None;
+        for e in error_chain(self.0) {
+            // An io::Error carrying an error prints that error's text: the next level says it.
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.get_ref().is_some())
+            {
+                continue;
+            }
+            let text = match e.downcast_ref::<rustls::Error>() {
+                Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
+                    format!("invalid peer certificate: {}", o.0)
+                }
+                _ => e.to_string(),
+            };
+            // Wrappers often repeat their source's text (hyper-util, io::Error): say it once.
+            if last
+                .as_ref()
+                .is_some_and(|l| l.ends_with(&text) || l == &text)
+            {
+                continue;
+            }
+            if last.is_some() {
+                f.write_str(": ")?;
+            }
+            f.write_str(&text)?;
+            last = Some(text);
+        }
+        Ok(())
+    }
+}
+
+/// The log filter when `RUST_LOG` is not set: pinproxy at info, and of the libraries only what
+/// an operator acts on. rustls warns once per odd handshake (an IP address as SNI, …), which
+/// anyone could turn into a log flood; its failures reach pinproxy as errors and are counted
+/// in `pinproxy_tls_handshake_errors_total`. The file watcher's internals name cargo paths.
+pub const DEFAULT_LOG_FILTER: &str = "info,rustls=off,notify=off,notify_debouncer_full=off";
+
+static DROPPED_LOG_LINES: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter> =
+    std::sync::OnceLock::new();
+
+/// Registers the non-blocking log writer's drop counter (once, at start).
+pub fn set_dropped_log_lines(counter: tracing_appender::non_blocking::ErrorCounter) {
+    let _ = DROPPED_LOG_LINES.set(counter);
+}
+
+/// Log lines the non-blocking writer dropped so far (0 without one).
+pub fn dropped_log_lines() -> u64 {
+    DROPPED_LOG_LINES
+        .get()
+        .map_or(0, |c| c.dropped_lines() as u64)
+}
+
+/// A duration as milliseconds with three decimals, for log fields (`took_ms = 2.489`):
+/// a number in JSON logs, never `2.4889970000000003` or `0ns`.
+pub fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}

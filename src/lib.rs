@@ -5,7 +5,7 @@
 //! - L1 [`tls`]: rustls server configs under the pin rules, upstream verifiers
 //! - L2 [`upstream`], [`tool`]: pooled upstream clients; pin computation and keygen
 //! - L3 [`snapshot`], [`routes`]: everything one config generation needs to serve, built whole
-//! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`], [`check`]: readers of the current snapshot
+//! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`], [`inventory`], [`probe`], [`check`]: readers of the current snapshot
 //! - L5 [`run`]: wiring, start-up and shutdown
 
 pub mod admin;
@@ -17,8 +17,10 @@ pub mod diag;
 pub mod expiry;
 pub mod export;
 pub mod files;
+pub mod inventory;
 pub mod metrics;
 pub mod pin;
+pub mod probe;
 pub mod proxy;
 pub mod reload;
 pub mod routes;

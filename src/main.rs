@@ -17,12 +17,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const EXIT_OK: u8 = 0;
 const EXIT_PROBLEMS: u8 = 1;
+/// Log lines queued for stderr before new ones are dropped (and counted).
+const LOG_BUFFER_LINES: usize = 128_000;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Run(cli.run)) {
         Command::Run(a) => run(&a.config),
-        Command::Check(a) => check(&a.config),
+        Command::Check(a) => check(&a.config.config, a.probe),
         Command::Pin(a) => tool(pinproxy::tool::pin_command(
             &a,
             &mut std::io::stdout(),
@@ -52,17 +54,36 @@ fn tool(result: Result<(), pinproxy::tool::ToolError>) -> anyhow::Result<u8> {
     result.map(|()| EXIT_OK).map_err(Into::into)
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Logs go to stderr through a non-blocking writer: a slow terminal, pipe or journald never
+/// stalls a request. Lines that do not fit its buffer are dropped and counted, and the
+/// returned guard flushes what is queued when it is dropped at exit.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    // An empty RUST_LOG counts as unset, not as "log nothing".
+    let directives = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| pinproxy::diag::DEFAULT_LOG_FILTER.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+        eprintln!(
+            "RUST_LOG: {e}; using {}",
+            pinproxy::diag::DEFAULT_LOG_FILTER
+        );
+        tracing_subscriber::EnvFilter::new(pinproxy::diag::DEFAULT_LOG_FILTER)
+    });
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_BUFFER_LINES)
+        .lossy(true)
+        .finish(std::io::stderr());
+    pinproxy::diag::set_dropped_log_lines(writer.error_counter());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
+    guard
 }
 
 /// The async runtime: one worker per core, or `PINPROXY_WORKERS`. With a single worker the
@@ -87,7 +108,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run(config: &Path) -> anyhow::Result<u8> {
-    init_logging(pinproxy::config::peek_log_format(config));
+    let _flush_on_exit = init_logging(pinproxy::config::peek_log_format(config));
     let rt = runtime()?;
     let result = rt.block_on(async {
         // Installed first, so a signal during start-up is handled rather than fatal.
@@ -122,9 +143,9 @@ fn run(config: &Path) -> anyhow::Result<u8> {
 /// How long exiting waits for blocking tasks after the drain.
 const EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
-fn check(config: &Path) -> anyhow::Result<u8> {
+fn check(config: &Path, probe: bool) -> anyhow::Result<u8> {
     let rt = runtime()?;
-    let report = rt.block_on(async { pinproxy::check::check(config) });
+    let report = rt.block_on(pinproxy::check::check(config, probe));
     print!("{}", report.text);
     Ok(if report.ok { EXIT_OK } else { EXIT_PROBLEMS })
 }

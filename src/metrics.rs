@@ -4,8 +4,8 @@
 //! fixed: deploy/ alert rules and dashboards rely on them. Nothing here reads config or sockets.
 
 use prometheus::{
-    Encoder as _, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder as _, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub const CERT_NOT_AFTER: &str = "pinproxy_certificate_not_after_timestamp_seconds";
@@ -27,6 +27,8 @@ pub const CONNECTIONS_OPEN: &str = "pinproxy_connections_open";
 pub const CONNECTIONS_REJECTED: &str = "pinproxy_connections_rejected_total";
 pub const CLIENT_ERRORS: &str = "pinproxy_client_errors_total";
 pub const BUILD_INFO: &str = "pinproxy_build_info";
+pub const LOG_LINES_DROPPED: &str = "pinproxy_log_lines_dropped_total";
+pub const UPSTREAM_REQUESTS: &str = "pinproxy_upstream_requests_total";
 
 /// Typed handles to every metric, registered once in the instance's own registry.
 #[derive(Clone)]
@@ -51,6 +53,8 @@ pub struct Metrics {
     pub connections_rejected: IntCounterVec,
     pub client_errors: IntCounterVec,
     pub build_info: IntGaugeVec,
+    pub log_lines_dropped: IntCounter,
+    pub upstream_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -163,6 +167,17 @@ impl Metrics {
                 Opts::new(BUILD_INFO, "1, labelled with the version"),
                 &["version"],
             )?,
+            log_lines_dropped: IntCounter::new(
+                LOG_LINES_DROPPED,
+                "log lines dropped because the log writer was behind",
+            )?,
+            upstream_requests: IntCounterVec::new(
+                Opts::new(
+                    UPSTREAM_REQUESTS,
+                    "requests sent to an upstream, whatever the outcome (the error ratio's denominator)",
+                ),
+                &["upstream"],
+            )?,
             registry,
         };
         m.register_all()?;
@@ -194,12 +209,20 @@ impl Metrics {
         r.register(Box::new(self.connections_rejected.clone()))?;
         r.register(Box::new(self.client_errors.clone()))?;
         r.register(Box::new(self.build_info.clone()))?;
+        r.register(Box::new(self.log_lines_dropped.clone()))?;
+        r.register(Box::new(self.upstream_requests.clone()))?;
         Ok(())
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(16 * 1024);
+        // The log writer counts its drops; the counter follows it at each scrape.
+        let dropped = crate::diag::dropped_log_lines();
+        let shown = self.log_lines_dropped.get();
+        if dropped > shown {
+            self.log_lines_dropped.inc_by(dropped - shown);
+        }
         // Encoding into a Vec cannot fail on I/O; a broken metric family is skipped by the encoder.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf

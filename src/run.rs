@@ -19,6 +19,7 @@ use crate::admin::{self, AdminState};
 use crate::diag::Problems;
 use crate::expiry::{self, Sweeper};
 use crate::files::Files;
+use crate::inventory::Inventory;
 use crate::metrics::Metrics;
 use crate::reload::{self, Outcome, ReloadStatus, Trigger};
 use crate::snapshot::{self, Live, Shared};
@@ -71,7 +72,11 @@ impl Running {
     pub async fn shutdown(self) -> bool {
         let limits = self.live.current().config.limits.clone();
         self.state.draining.store(true, Ordering::Relaxed);
-        tracing::info!(delay = ?limits.shutdown_delay, grace = ?limits.shutdown_grace, "shutting down");
+        tracing::info!(
+            delay_ms = crate::diag::ms(limits.shutdown_delay),
+            grace_ms = crate::diag::ms(limits.shutdown_grace),
+            "shutting down"
+        );
         tokio::time::sleep(limits.shutdown_delay).await;
         let _ = self.shutdown.send(true);
         self.tracker.close();
@@ -101,6 +106,7 @@ pub async fn start(config: &Path) -> Result<Running, RunError> {
     for w in first.warnings.warnings() {
         tracing::warn!("{w}");
     }
+    Inventory::of(&first, &shared.metrics, snapshot::unix_now()).log_served();
     for t in first.listeners.values() {
         for c in &t.certs {
             if c.path[0].subject.contains(DEV_MARKER) {

@@ -7,7 +7,7 @@
 //! pools survive a reload that does not touch them, and nothing built under an older trust or
 //! pin configuration is ever reused when it did change.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -38,7 +38,17 @@ pub struct Snapshot {
     pub upstreams: HashMap<String, Arc<UpstreamClient>>,
     pub warnings: Problems,
     pub built_at: SystemTime,
+    /// SHA-256 of each file read, so a reload can say which files changed.
+    pub file_hashes: BTreeMap<PathBuf, [u8; 32]>,
     fingerprints: HashMap<String, [u8; 32]>,
+}
+
+impl Snapshot {
+    /// Whether the part `key` (`listener/NAME`, `upstream/NAME`) was built from other inputs
+    /// in `other` (or is absent there).
+    pub fn part_differs(&self, other: &Snapshot, key: &str) -> bool {
+        self.fingerprints.get(key) != other.fingerprints.get(key)
+    }
 }
 
 /// What outlives snapshots: the metrics, the crypto provider, per-upstream observations.
@@ -226,6 +236,16 @@ pub fn build(
         upstreams,
         warnings,
         built_at: SystemTime::now(),
+        file_hashes: files
+            .paths()
+            .map(|p| {
+                let hash = files
+                    .get(p)
+                    .map(|d| Sha256::digest(d.as_slice()).into())
+                    .unwrap_or_default();
+                (p.to_path_buf(), hash)
+            })
+            .collect(),
         fingerprints,
     })
 }

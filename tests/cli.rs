@@ -302,7 +302,13 @@ struct Proc {
 
 impl Proc {
     fn start(dir: &TestDir) -> Self {
+        Self::start_with_env(dir, &[])
+    }
+
+    fn start_with_env(dir: &TestDir, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .arg("-c")
             .arg(dir.config_path())
             .stdin(Stdio::null())
@@ -419,6 +425,8 @@ async fn sigterm_drains_an_in_flight_request_and_keeps_secrets_out_of_the_access
         .header("host", "localhost")
         .header("authorization", "Bearer sekrit-token")
         .header("cookie", "session=sekrit-cookie")
+        .header("user-agent", "MyShop/4.2.1 (iPhone; iOS 18.1)")
+        .header("x-request-id", "bug-report-1234")
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .expect("request");
     let in_flight = tokio::spawn(async move { conn.send(req).await });
@@ -458,6 +466,23 @@ async fn sigterm_drains_an_in_flight_request_and_keeps_secrets_out_of_the_access
     assert_eq!(access["route"], "/");
     assert_eq!(access["tls"], "TLSv1.3");
     assert_eq!(access["sni"], "localhost");
+    assert_eq!(access["user_agent"], "MyShop/4.2.1 (iPhone; iOS 18.1)");
+    assert_eq!(access["version"], "HTTP/1.1");
+    assert_eq!(access["request_id"], "bug-report-1234");
+    let upstream_ms = access["upstream_ms"]
+        .as_f64()
+        .expect("upstream_ms is a number");
+    let duration_ms = access["duration_ms"]
+        .as_f64()
+        .expect("duration_ms is a number");
+    assert!(
+        (1500.0..duration_ms + 0.001).contains(&upstream_ms),
+        "the upstream took its 1.5 s, within the request's time: {access}"
+    );
+    for ms in [duration_ms, upstream_ms] {
+        let decimals = ms.to_string().split('.').nth(1).map_or(0, str::len);
+        assert!(decimals <= 3, "milliseconds with three decimals: {access}");
+    }
     for secret in ["hunter2", "sekrit-token", "sekrit-cookie"] {
         assert!(
             !log.contains(secret),
@@ -565,3 +590,6 @@ async fn a_reload_still_settling_does_not_hold_the_exit() {
         "exited {drained:?} after the drain finished"
     );
 }
+
+#[path = "cli/oncall.rs"]
+mod oncall;

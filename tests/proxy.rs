@@ -647,5 +647,7 @@ async fn admin_endpoints_report_health_readiness_status_and_metrics() {
 mod hardening;
 #[path = "proxy/okhttp.rs"]
 mod okhttp;
+#[path = "proxy/oncall.rs"]
+mod oncall;
 #[path = "proxy/upstream_pins.rs"]
 mod upstream_pins;

@@ -160,6 +160,9 @@ pub struct Upstream {
     pub server_name: Option<String>,
     pub pin_set: Option<String>,
     pub pin_match: PinMatch,
+    /// The Host sent upstream (unless a route preserves the client's): `host_header`, else
+    /// `server_name` with the url's port when it is not the scheme's default; `None`: the url's.
+    pub host_header: Option<Authority>,
 }
 
 impl Upstream {

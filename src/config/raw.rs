@@ -251,6 +251,7 @@ pub struct RawUpstream {
     pub server_name: Option<String>,
     pub pin_set: Option<String>,
     pub pin_match: Option<RawPinMatch>,
+    pub host_header: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy)]

@@ -301,6 +301,41 @@ impl Validator<'_> {
         out
     }
 
+    /// `host_header` when given (a host, optionally with a port), else `server_name` plus the
+    /// url's port when that is not the scheme's default.
+    fn host_header(
+        &mut self,
+        at: &str,
+        u: &RawUpstream,
+        authority: &http::uri::Authority,
+        tls: bool,
+    ) -> Option<http::uri::Authority> {
+        if let Some(h) = &u.host_header {
+            let valid = h
+                .parse::<http::uri::Authority>()
+                .ok()
+                .filter(|a| !a.as_str().contains('@') && !a.host().is_empty() && a.as_str() == h);
+            return match valid {
+                Some(v) => Some(v),
+                None => {
+                    self.err(
+                        Kind::Validation,
+                        format!("{at}.host_header"),
+                        format!("\"{h}\" is not a host name with an optional port"),
+                    );
+                    None
+                }
+            };
+        }
+        let name = u.server_name.as_ref()?;
+        let default_port = if tls { 443 } else { 80 };
+        let text = match authority.port_u16() {
+            Some(p) if p != default_port => format!("{name}:{p}"),
+            _ => name.clone(),
+        };
+        text.parse().ok()
+    }
+
     fn upstreams(
         &mut self,
         raw: BTreeMap<String, RawUpstream>,
@@ -313,6 +348,7 @@ impl Validator<'_> {
             else {
                 continue;
             };
+            let host_header = self.host_header(&at, &u, &authority, tls);
             let trust = match (u.trust, u.ca) {
                 (Some(_), Some(_)) => {
                     self.err(
@@ -374,6 +410,7 @@ impl Validator<'_> {
             out.insert(
                 name.clone(),
                 Upstream {
+                    host_header,
                     name,
                     tls,
                     authority,

@@ -15,6 +15,7 @@ use prometheus::{GaugeVec, IntGaugeVec};
 use tokio::sync::Notify;
 
 use crate::config::Expiry;
+use crate::inventory::judge;
 use crate::metrics::Metrics;
 use crate::snapshot::{Live, Snapshot, unix_now};
 use crate::tls::{Position, fmt_time};
@@ -53,7 +54,8 @@ pub struct SweepSummary {
 }
 
 /// Where an expiry time stands against the configured windows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Urgency {
     Ok,
     Warning,
@@ -195,12 +197,16 @@ pub async fn run(live: Arc<Live>, sweeper: Arc<Sweeper>, kick: Arc<Notify>) {
         let started = Instant::now();
         let s = sweeper.sweep(&live, reason);
         tracing::debug!(
-            reason = ?reason,
+            reason = if reason == Reason::Scheduled {
+                "scheduled"
+            } else {
+                "upstream_seen"
+            },
             certificates = s.certificates,
             pin_sets = s.pin_sets,
             warnings = s.warnings,
             critical = s.critical,
-            took = ?started.elapsed(),
+            took_ms = crate::diag::ms(started.elapsed()),
             "expiry sweep"
         );
         if reason == Reason::Scheduled {
@@ -270,6 +276,8 @@ struct PinSetItem {
     name: String,
     description: String,
     expires: i64,
+    /// The judge's sentence, the same `check` and `/status` show.
+    detail: String,
 }
 
 #[derive(Debug, Default)]
@@ -366,10 +374,24 @@ fn collect(snap: &Snapshot, now: SystemTime) -> Found {
     found.pin_sets = cfg
         .pin_sets
         .values()
-        .map(|s| PinSetItem {
-            name: s.name.clone(),
-            description: s.description.clone(),
-            expires: s.expires_unix(),
+        .map(|s| {
+            let role = judge::Role::of(
+                cfg.listeners.iter().any(|l| l.pin_sets.contains(&s.name)),
+                cfg.upstreams
+                    .values()
+                    .any(|u| u.pin_set.as_ref() == Some(&s.name)),
+            );
+            let now = now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            PinSetItem {
+                name: s.name.clone(),
+                description: s.description.clone(),
+                expires: s.expires_unix(),
+                detail: judge::pin_set(s, role, now, &cfg.expiry)
+                    .message
+                    .unwrap_or_default(),
+            }
         })
         .collect();
     found
@@ -416,19 +438,20 @@ fn log_cert(c: &CertItem, u: Urgency, now: i64) {
 fn log_pin_set(s: &PinSetItem, u: Urgency, now: i64) {
     let days = format!("{:.1}", days_left(s.expires, now));
     let expires = fmt_time(s.expires);
-    let (pin_set, description) = (s.name.as_str(), s.description.as_str());
+    let (pin_set, description, detail) =
+        (s.name.as_str(), s.description.as_str(), s.detail.as_str());
     match u {
         Urgency::Ok => {}
         Urgency::Warning => tracing::warn!(
-            pin_set = %pin_set, description = %description, expires = %expires, days_left = %days,
+            pin_set = %pin_set, description = %description, expires = %expires, days_left = %days, detail = %detail,
             "pin set expires inside the warning window: apps that ship it stop pinning after that date"
         ),
         Urgency::Critical => tracing::error!(
-            pin_set = %pin_set, description = %description, expires = %expires, days_left = %days,
+            pin_set = %pin_set, description = %description, expires = %expires, days_left = %days, detail = %detail,
             "pin set expires inside the critical window: apps that ship it stop pinning after that date"
         ),
         Urgency::Expired => tracing::error!(
-            pin_set = %pin_set, description = %description, expires = %expires, days_left = %days,
+            pin_set = %pin_set, description = %description, expires = %expires, days_left = %days, detail = %detail,
             "pin set has EXPIRED: apps that ship it no longer pin; an upstream pin set is still enforced"
         ),
     }

@@ -44,6 +44,7 @@ fn pin_set(name: &str, days: i64) -> PinSetItem {
         name: name.into(),
         description: String::new(),
         expires: NOW + days * DAY,
+        detail: String::new(),
     }
 }
 

@@ -14,9 +14,11 @@ use hyper::body::Incoming;
 
 use super::activity::Activity;
 use super::headers;
+use super::request_id::{X_REQUEST_ID, request_id};
 use super::semantics::{self, BadRequest};
 use crate::body::{Counted, ReadTimeout, ResponseBody, Tracked, local};
 use crate::config::has_dot_segment;
+use crate::diag::ErrorText;
 use crate::metrics::Metrics;
 use crate::routes::{RouteEntry, upstream_path};
 use crate::snapshot::{Live, Snapshot};
@@ -94,6 +96,11 @@ struct Record {
     status: u16,
     bytes_in: Arc<AtomicU64>,
     access_log: bool,
+    version: &'static str,
+    user_agent: String,
+    request_id: HeaderValue,
+    /// From sending upstream to the upstream's response head.
+    upstream_time: Option<std::time::Duration>,
 }
 
 pub async fn handle(
@@ -114,8 +121,24 @@ pub async fn handle(
         status: 0,
         bytes_in: Arc::new(AtomicU64::new(0)),
         access_log: snap.config.log.access,
+        version: version_text(req.version()),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string(),
+        request_id: request_id(req.headers(), &live.shared.provider),
+        upstream_time: None,
     };
     let result = forward(req, &ctx, &snap, &live.shared.metrics, &mut rec).await;
+    if rec.upstream_time.is_some() {
+        live.shared
+            .metrics
+            .upstream_requests
+            .with_label_values(&[rec.upstream.as_str()])
+            .inc();
+    }
     let mut resp = match result {
         Ok(resp) => resp,
         Err(refusal) => {
@@ -148,6 +171,8 @@ pub async fn handle(
             resp
         }
     };
+    resp.headers_mut()
+        .insert(X_REQUEST_ID.clone(), rec.request_id.clone());
     rec.status = resp.status().as_u16();
     let metrics = &live.shared.metrics;
     let elapsed = rec.start.elapsed().as_secs_f64();
@@ -222,12 +247,16 @@ async fn forward(
     // The request is addressed to the upstream, or with `preserve_host` to the client's host:
     // HTTP/1.1 upstreams get it as Host, HTTP/2 ones as `:authority` (never both). The
     // connection goes to the upstream's url either way.
+    // Without `preserve_host`: `host_header`, else `server_name`, else the url's host (the
+    // provider's name, for virtual hosting and CDNs).
     let authority = if route.preserve_host {
         host_value
             .parse::<http::uri::Authority>()
             .map_err(|_| Refusal::InvalidHost)?
     } else {
-        up.authority.clone()
+        up.host_header
+            .clone()
+            .unwrap_or_else(|| up.authority.clone())
     };
     parts.uri = Uri::builder()
         .scheme(if up.tls { "https" } else { "http" })
@@ -242,23 +271,29 @@ async fn forward(
     // Host comes from the URI authority above; a Host beside HTTP/2's :authority is a
     // duplicate to some servers (nginx < 1.25: 400).
     parts.headers.remove(header::HOST);
+    parts
+        .headers
+        .insert(X_REQUEST_ID.clone(), rec.request_id.clone());
     let client_failed = Arc::new(AtomicBool::new(false));
     let req = Request::from_parts(
         parts,
         Either::Left(Counted::new(body, rec.bytes_in.clone()).flag_failure(client_failed.clone())),
     );
-    let resp = match tokio::time::timeout(route.timeout, upstream.send(req)).await {
+    let sent = Instant::now();
+    let result = tokio::time::timeout(route.timeout, upstream.send(req)).await;
+    rec.upstream_time = Some(sent.elapsed());
+    let resp = match result {
         Ok(Ok(r)) => r,
         Ok(Err(e)) if client_failed.load(Ordering::Relaxed) => {
-            tracing::debug!(upstream = %up.name, cause = %ErrorChain(&e), "client request body failed");
+            tracing::debug!(upstream = %up.name, cause = %ErrorText(&e), "client request body failed");
             return Err(Refusal::ClientBody);
         }
         Ok(Err(e)) => {
-            tracing::warn!(upstream = %up.name, kind = e.kind.as_label(), cause = %ErrorChain(&e), "upstream request failed");
+            tracing::warn!(upstream = %up.name, kind = e.kind.as_label(), cause = %ErrorText(&e), "upstream request failed");
             return Err(Refusal::Upstream(e.kind));
         }
         Err(_) => {
-            tracing::warn!(upstream = %up.name, timeout = ?route.timeout, "upstream response timed out");
+            tracing::warn!(upstream = %up.name, timeout_ms = crate::diag::ms(route.timeout), "upstream response timed out");
             return Err(Refusal::Upstream(ErrorKind::Timeout));
         }
     };
@@ -306,11 +341,26 @@ fn finish(rec: Record, bytes_out: u64) {
         status = rec.status,
         route = %rec.route,
         upstream = %rec.upstream,
-        duration_ms = rec.start.elapsed().as_secs_f64() * 1000.0,
+        duration_ms = crate::diag::ms(rec.start.elapsed()),
+        upstream_ms = rec.upstream_time.map(crate::diag::ms),
+        version = rec.version,
+        user_agent = %rec.user_agent,
+        request_id = rec.request_id.to_str().unwrap_or("-"),
         bytes_in = rec.bytes_in.load(Ordering::Relaxed),
         bytes_out,
         "request"
     );
+}
+
+fn version_text(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "-",
+    }
 }
 
 /// The host part of a Host header or authority (no port, no brackets).
@@ -325,21 +375,6 @@ fn host_only(v: &str) -> &str {
             v
         }
     })
-}
-
-/// Prints an error with its sources, one level each, for the log.
-struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, e) in crate::diag::error_chain(self.0).into_iter().enumerate() {
-            if i > 0 {
-                f.write_str(": ")?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

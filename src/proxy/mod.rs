@@ -8,6 +8,7 @@
 mod activity;
 mod handler;
 mod headers;
+mod request_id;
 mod semantics;
 
 use std::net::SocketAddr;

@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use serde_json::{Value, json};
-
 use crate::config::Config;
 use crate::diag::{Kind, Problems};
 use crate::files::Files;
@@ -61,17 +59,18 @@ impl ReloadStatus {
         }
     }
 
-    pub fn to_json(&self) -> Value {
-        json!({
-            "last_successful": self.last_ok.load(Ordering::Relaxed),
-            "last_success": crate::tls::fmt_time(self.last_success.load(Ordering::Relaxed)),
-            "last_attempt": crate::tls::fmt_time(self.last_attempt.load(Ordering::Relaxed)),
-            "last_error": *lock(&self.last_error),
-            "attempts": self.attempts.load(Ordering::Relaxed),
-            "last_trigger": *lock(&self.last_trigger),
-            "last_outcome": *lock(&self.last_outcome),
-            "needs_restart": *lock(&self.needs_restart),
-        })
+    /// What `/status` and the status page show under `reload`.
+    pub fn view(&self) -> ReloadView {
+        ReloadView {
+            last_successful: self.last_ok.load(Ordering::Relaxed),
+            last_success: crate::tls::fmt_time(self.last_success.load(Ordering::Relaxed)),
+            last_attempt: crate::tls::fmt_time(self.last_attempt.load(Ordering::Relaxed)),
+            last_error: lock(&self.last_error).clone(),
+            attempts: self.attempts.load(Ordering::Relaxed),
+            last_trigger: *lock(&self.last_trigger),
+            last_outcome: *lock(&self.last_outcome),
+            needs_restart: lock(&self.needs_restart).clone(),
+        }
     }
 
     /// Files a rejected config named beyond those of the running snapshot: the watcher follows
@@ -79,6 +78,19 @@ impl ReloadStatus {
     pub fn attempted_inputs(&self) -> Vec<PathBuf> {
         lock(&self.attempted).clone()
     }
+}
+
+/// The reload status as `/status` serialises it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadView {
+    pub last_successful: bool,
+    pub last_success: String,
+    pub last_attempt: String,
+    pub last_error: Option<String>,
+    pub attempts: u64,
+    pub last_trigger: Option<&'static str>,
+    pub last_outcome: Option<&'static str>,
+    pub needs_restart: Vec<String>,
 }
 
 impl Default for ReloadStatus {
@@ -147,6 +159,23 @@ pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: Trigger)
     let outcome = match result {
         Ok(next) if next.digest == cur.digest => {
             lock(&status.attempted).clear();
+            if status.last_ok.load(Ordering::Relaxed) {
+                // A SIGHUP is logged even when nothing changed, so "I sent SIGHUP and nothing
+                // happened" is visible; a poll tick or an event for an unrelated file in a
+                // watched directory is routine.
+                if trigger != Trigger::Signal.as_str() {
+                    tracing::debug!(
+                        trigger,
+                        "reload: files match the running config; nothing to do"
+                    );
+                } else {
+                    tracing::info!(
+                        trigger,
+                        generation = cur.generation,
+                        "reload: files match the running config; nothing to do"
+                    );
+                }
+            }
             if !status.last_ok.swap(true, Ordering::Relaxed) {
                 tracing::info!(
                     trigger,
@@ -160,6 +189,7 @@ pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: Trigger)
         }
         Ok(next) => {
             let generation = next.generation;
+            let changes = Changes::between(&cur, &next);
             log_changes(&cur, &next);
             let pending = needs_restart(&boot, &next.config);
             {
@@ -186,7 +216,9 @@ pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: Trigger)
                 .inc();
             metrics.config_last_reload_ok.set(1);
             metrics.config_last_reload_ok_ts.set(unix_now() as f64);
-            tracing::info!(trigger, generation, sha256 = %live.current().digest, "config reloaded");
+            tracing::info!(trigger, generation, sha256 = %live.current().digest,
+                files = %changes.files, routes = %changes.routes, upstreams = %changes.upstreams,
+                certificates = %changes.certificates, "config reloaded");
             Outcome::Swapped { generation }
         }
         Err(problems) => {
@@ -270,8 +302,91 @@ fn log_changes(cur: &Snapshot, next: &Snapshot) {
                     .map(|p| format!("{} ({})", p.label, p.position.as_str()))
                     .collect();
                 tracing::info!(listener = %name, cert = %cert.field, change, subject = %cert.path[0].subject,
-                    pin_set = %m.pin_set, matched = ?matched, "served certificate changed");
+                    pin_set = %m.pin_set, matched = %matched.join(", "), "served certificate changed");
             }
+        }
+    }
+}
+
+/// What a swap changed, each as a comma-separated list for the reload log ("-" for nothing).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Files whose contents changed, appeared or went, relative to the config's directory.
+    pub files: String,
+    pub routes: String,
+    pub upstreams: String,
+    /// Served certificates, each with "renewal" (same key) or "rotation" (new key).
+    pub certificates: String,
+}
+
+impl Changes {
+    pub fn between(cur: &Snapshot, next: &Snapshot) -> Changes {
+        let dir = &next.config.dir;
+        let rel = |p: &Path| p.strip_prefix(dir).unwrap_or(p).display().to_string();
+        let mut files: Vec<String> = next
+            .file_hashes
+            .iter()
+            .filter(|(p, h)| cur.file_hashes.get(*p) != Some(h))
+            .map(|(p, _)| rel(p))
+            .collect();
+        files.extend(
+            cur.file_hashes
+                .keys()
+                .filter(|p| !next.file_hashes.contains_key(*p))
+                .map(|p| format!("{} (no longer read)", rel(p))),
+        );
+        let mut routes = Vec::new();
+        for r in &next.config.routes {
+            match cur.config.routes.iter().find(|c| c.name == r.name) {
+                None => routes.push(format!("{} (added)", r.name)),
+                Some(c) if c != r => routes.push(r.name.clone()),
+                Some(_) => {}
+            }
+        }
+        for c in &cur.config.routes {
+            if !next.config.routes.iter().any(|r| r.name == c.name) {
+                routes.push(format!("{} (removed)", c.name));
+            }
+        }
+        let mut upstreams = Vec::new();
+        for name in next.config.upstreams.keys() {
+            if !cur.config.upstreams.contains_key(name) {
+                upstreams.push(format!("{name} (added)"));
+            } else if next.part_differs(cur, &format!("upstream/{name}")) {
+                upstreams.push(name.clone());
+            }
+        }
+        for name in cur.config.upstreams.keys() {
+            if !next.config.upstreams.contains_key(name) {
+                upstreams.push(format!("{name} (removed)"));
+            }
+        }
+        let mut certificates = Vec::new();
+        for (name, tls) in &next.listeners {
+            let old = cur.listeners.get(name);
+            for (i, cert) in tls.certs.iter().enumerate() {
+                let before = old.and_then(|o| o.certs.get(i));
+                let what = match before {
+                    None => "new",
+                    Some(b) if b.path[0].pin != cert.path[0].pin => "rotation",
+                    Some(b) if b.key.cert[0] != cert.key.cert[0] => "renewal",
+                    Some(_) => continue,
+                };
+                certificates.push(format!("{name} {} ({what})", cert.field));
+            }
+        }
+        let join = |v: Vec<String>| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        Changes {
+            files: join(files),
+            routes: join(routes),
+            upstreams: join(upstreams),
+            certificates: join(certificates),
         }
     }
 }

@@ -74,25 +74,17 @@ pub struct ServedPath<'a> {
 pub fn check_listener_pins(
     config: &Config,
     listener: &Listener,
-    li: usize,
     served: &[ServedPath<'_>],
     now: i64,
 ) -> (Problems, Vec<ChainMatch>) {
     let mut problems = Problems::default();
     let mut matches = Vec::new();
-    for (si, name) in listener.pin_sets.iter().enumerate() {
+    for name in &listener.pin_sets {
         let Some(set) = config.pin_sets.get(name) else {
             continue;
         };
+        // Expiry warnings come from the inventory's judge, for listener and upstream sets alike.
         let live = set.is_live(now, config.expiry.pin_set_grace);
-        expiry_warnings(
-            config,
-            set,
-            &format!("listener[{li}].pin_sets[{si}]"),
-            now,
-            live,
-            &mut problems,
-        );
         let mut used = vec![false; set.pins.len()];
         for s in served {
             let mut matched = Vec::new();
@@ -169,40 +161,6 @@ pub fn check_listener_pins(
         }
     }
     (problems, matches)
-}
-
-fn expiry_warnings(
-    config: &Config,
-    set: &PinSet,
-    field: &str,
-    now: i64,
-    live: bool,
-    problems: &mut Problems,
-) {
-    let left = set.expires_unix() - now;
-    if !live {
-        problems.push(Problem::warning(
-            Kind::PinRules,
-            &config.file,
-            field,
-            format!(
-                "pin set \"{}\" expired on {} (plus grace): apps that ship it no longer pin; its rules are not checked",
-                set.name, set.expires
-            ),
-        ));
-    } else if left <= config.expiry.pin_set_critical_before.as_secs() as i64 {
-        problems.push(Problem::warning(
-            Kind::PinRules,
-            &config.file,
-            field,
-            format!(
-                "pin set \"{}\" expires on {} ({} days): after it, apps stop pinning — ship a release with a new pin set",
-                set.name,
-                set.expires,
-                left.div_euclid(86_400)
-            ),
-        ));
-    }
 }
 
 /// Rule 2, last part: a pin with `source` must hash to the value written.

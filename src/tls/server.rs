@@ -113,7 +113,7 @@ pub fn build_listener(
             has_anchor: c.has_anchor,
         })
         .collect();
-    let (rule_problems, matches) = check_listener_pins(config, listener, li, &served, now);
+    let (rule_problems, matches) = check_listener_pins(config, listener, &served, now);
     problems.extend(rule_problems);
     if problems.has_errors() {
         return Err(problems);

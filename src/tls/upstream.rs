@@ -161,10 +161,16 @@ impl UpstreamObserver {
             .iter()
             .map(|c| format!("{} {}", c.position.as_str(), c.pin.to_prefixed()))
             .collect();
-        tracing::warn!(
-            upstream = %self.name, pin_set = %set, mode = mode.as_str(), path = ?presented, suppressed,
-            "upstream verified path matches no pin"
-        );
+        let presented = presented.join(", ");
+        if mode == PinMode::Enforce {
+            // The failed request logs this handshake's one line, with the cause.
+            tracing::debug!(upstream = %self.name, pin_set = %set, path = %presented, "upstream verified path matches no pin");
+        } else {
+            tracing::warn!(
+                upstream = %self.name, pin_set = %set, mode = mode.as_str(), path = %presented, suppressed,
+                "upstream verified path matches no pin; report mode lets the request through"
+            );
+        }
     }
 }
 

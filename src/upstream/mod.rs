@@ -57,7 +57,7 @@ impl ErrorKind {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("upstream {upstream}: {kind:?} error")]
+#[error("upstream {upstream}: {} error", kind.as_label())]
 pub struct UpstreamError {
     pub upstream: String,
     pub kind: ErrorKind,
@@ -88,11 +88,9 @@ impl UpstreamClient {
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config)
             .https_or_http();
-        let builder = match config
-            .server_name
-            .as_ref()
-            .and_then(|n| ServerName::try_from(n.clone()).ok())
-        {
+        // The request's authority may name the provider (`host_header`): SNI and the name
+        // verified always come from the upstream's config, the address dialed from its url.
+        let builder = match ServerName::try_from(config.verify_name().to_string()).ok() {
             Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name)),
             None => builder,
         };

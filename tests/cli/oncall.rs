@@ -1,0 +1,318 @@
+//! What the on-call engineer reads: `check` says what the running proxy says (one judge),
+//! `check --probe` dry-runs every upstream handshake, and the log has one line per failure,
+//! no per-handshake noise, every reload trigger and what a reload changed.
+
+use super::*;
+
+/// A date `days` from today (UTC), as TOML wants it.
+fn date_in(days: i64) -> String {
+    (time::OffsetDateTime::now_utc().date() + time::Duration::days(days)).to_string()
+}
+
+/// An HTTPS upstream block `name` for `addr`, verified by certs/NAME-ca.pem, optionally pinned.
+fn https_upstream(name: &str, addr: std::net::SocketAddr, pin_set: Option<&str>) -> String {
+    let pins = pin_set.map_or(String::new(), |p| format!("pin_set = \"{p}\"\n"));
+    format!(
+        "[upstream.{name}]\nurl = \"https://{addr}\"\nca = \"certs/{name}-ca.pem\"\nserver_name = \"pay.test\"\n{pins}\n"
+    )
+}
+
+fn run_check(dir: &TestDir, args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .arg("check")
+        .args(args)
+        .arg("-c")
+        .arg(dir.config_path())
+        .output()
+        .expect("run check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test]
+async fn check_and_status_say_the_same_about_expired_and_expiring_pin_sets_of_either_kind() {
+    let pki = Pki::new("judge");
+    let leaf = pki.leaf(&["localhost"]);
+    let dir = TestDir::new();
+    dir.write_cert("api", &leaf);
+    // Expired two days ago: inside the 2-day grace for the last hours of the day.
+    dir.write_pin_set(
+        "app",
+        &date_in(-2),
+        "enforce",
+        &[
+            (&leaf.pin, "current", "key"),
+            (&backup_pin(1), "backup", "key"),
+        ],
+    );
+    // An upstream pin set inside its 60-day warning window: `check` used to say nothing.
+    dir.write_pin_set(
+        "psp",
+        &date_in(30),
+        "enforce",
+        &[(&backup_pin(2), "psp", "ca")],
+    );
+    let psp = Pki::new("psp");
+    dir.write("certs/pay-ca.pem", psp.root_pem());
+    let extra = format!(
+        "[[route]]\npath_prefix = \"/\"\nupstream = \"pay\"\n\n{}",
+        https_upstream("pay", "127.0.0.1:9".parse().expect("addr"), Some("psp"))
+    );
+    dir.write("config.toml", basic_config("api", &["app"], &extra));
+
+    let (code, text) = run_check(&dir, &[]);
+    assert_eq!(code, 0, "warnings only:\n{text}");
+    assert!(
+        text.contains("pin set \"app\" expired 2 days ago, still live for 0 days of grace"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pin set \"psp\" expires on") && text.contains("(in 29 days)")
+            || text.contains("(in 30 days)"),
+        "{text}"
+    );
+    assert!(!text.contains("(-2 days)"), "{text}");
+    // Serial and not_after of each served certificate, to confirm a renewal before serving it.
+    let (_, x) = x509_parser::parse_x509_certificate(&leaf.cert_der).expect("leaf");
+    let serial = x.tbs_certificate.raw_serial_as_string();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("leaf") && l.contains(&serial) && l.contains("not_after")),
+        "serial {serial} in:\n{text}"
+    );
+
+    // The running proxy says the same sentences in /status.
+    let r = pinproxy::run::start(&dir.config_path())
+        .await
+        .expect("starts");
+    let (_, body) = admin_get(r.admin, "/status").await;
+    let st: serde_json::Value = serde_json::from_str(&body).expect("json");
+    for set in st["pin_sets"].as_array().expect("pin_sets") {
+        let message = set["message"].as_str().expect("a message for both sets");
+        assert!(
+            text.contains(message),
+            "check says what /status says: {message:?}\n{text}"
+        );
+    }
+    assert_eq!(st["pin_sets"][0]["live"], true, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_probe_dry_runs_every_upstream_handshake_with_its_trust_and_pins() {
+    let psp = Pki::with_intermediate("psp");
+    let leaf = psp.leaf(&["pay.test"]);
+    let good = TestUpstream::tls(&leaf, UpstreamMode::Echo).await;
+    let other = Pki::new("impostor");
+    let untrusted = TestUpstream::tls(&other.leaf(&["pay.test"]), UpstreamMode::Echo).await;
+
+    let pki = Pki::new("probe");
+    let served = pki.leaf(&["localhost"]);
+    let dir = TestDir::new();
+    dir.write_pinned("api", &served);
+    let inter = psp.intermediate_pin.clone().expect("intermediate");
+    dir.write_pin_set(
+        "psp",
+        "2099-01-01",
+        "enforce",
+        &[(&inter, "psp intermediate", "ca")],
+    );
+    dir.write_pin_set(
+        "wrong",
+        "2099-01-01",
+        "enforce",
+        &[(&backup_pin(5), "not it", "ca")],
+    );
+    for name in ["good", "mismatch", "untrusted"] {
+        dir.write(&format!("certs/{name}-ca.pem"), psp.root_pem());
+    }
+    let extra = format!(
+        "[[route]]\npath_prefix = \"/\"\nupstream = \"good\"\n\n{}{}{}",
+        https_upstream("good", good.addr, Some("psp")),
+        https_upstream("mismatch", good.addr, Some("wrong")),
+        https_upstream("untrusted", untrusted.addr, Some("psp")),
+    );
+    dir.write("config.toml", basic_config("api", &["app"], &extra));
+
+    // Without --probe nothing connects.
+    let (code, _) = run_check(&dir, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(good.hits() + untrusted.hits(), 0);
+
+    let (code, text) = tokio::task::spawn_blocking(move || {
+        let r = run_check(&dir, &["--probe"]);
+        drop(dir);
+        r
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, 1, "a failed probe fails the check:\n{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("probe upstream {name}:")))
+            .unwrap_or_else(|| panic!("no probe line for {name}:\n{text}"))
+            .to_string()
+    };
+    let ok = line("good");
+    assert!(
+        ok.contains(": ok: ") && ok.contains("matches pin \"psp intermediate\""),
+        "{ok}"
+    );
+    let mismatch = line("mismatch");
+    assert!(
+        mismatch.contains("FAILED")
+            && mismatch.contains("the verified path matches no pin of pin set \"wrong\""),
+        "{mismatch}"
+    );
+    assert!(!mismatch.contains("Other("), "no Debug form: {mismatch}");
+    let unverified = line("untrusted");
+    assert!(
+        unverified.contains("FAILED") && unverified.contains("handshake failed"),
+        "{unverified}"
+    );
+    assert_eq!(good.hits() + untrusted.hits(), 0, "a handshake, no request");
+}
+
+/// A JSON-logging proxy in front of upstream `up` (HTTPS, pinned by set "psp" = `pins`).
+fn logging_proxy(up: std::net::SocketAddr, ca_pem: &str, pins: &[&str]) -> (Pki, TestDir) {
+    let pki = Pki::new("logs");
+    let leaf = pki.leaf(&["localhost"]);
+    let dir = TestDir::new();
+    dir.write_pinned("api", &leaf);
+    dir.write("certs/pay-ca.pem", ca_pem);
+    let entries: Vec<(&str, &str, &str)> = pins.iter().map(|p| (*p, "psp", "key")).collect();
+    dir.write_pin_set("psp", "2099-01-01", "enforce", &entries);
+    let extra = format!(
+        "[[route]]\npath_prefix = \"/\"\nupstream = \"pay\"\n\n{}",
+        https_upstream("pay", up, Some("psp"))
+    );
+    let config =
+        basic_config("api", &["app"], &extra).replace("[log]\n", "[log]\nformat = \"json\"\n");
+    dir.write("config.toml", config);
+    (pki, dir)
+}
+
+fn listening(proc: &mut Proc, message: &str) -> std::net::SocketAddr {
+    proc.wait_for(message)["addr"]
+        .as_str()
+        .expect("addr")
+        .parse()
+        .expect("addr")
+}
+
+fn warnings_and_errors(log: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["level"] == "WARN" || v["level"] == "ERROR")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_upstream_handshake_logs_one_line_with_its_cause_as_text() {
+    let psp = Pki::new("psp");
+    let up = TestUpstream::tls(&psp.leaf(&["pay.test"]), UpstreamMode::Echo).await;
+    let (pki, dir) = logging_proxy(up.addr, &psp.root_pem(), &[&backup_pin(9)]);
+    let mut proc = Proc::start(&dir);
+    let addr = listening(&mut proc, "listening");
+    let reply = Client::new(addr, &pki.root_pem())
+        .get("localhost", "/pay")
+        .await
+        .expect("request");
+    assert_eq!(reply.status, 502);
+    let line = proc.wait_for("upstream request failed");
+    let cause = line["cause"].as_str().expect("cause is text");
+    assert!(
+        cause.contains("the verified path matches no pin of pin set \"psp\""),
+        "{cause}"
+    );
+    assert!(!cause.contains("Other("), "no Debug form: {cause}");
+    let log = proc.rest_of_log();
+    let loud = warnings_and_errors(&log);
+    assert_eq!(loud.len(), 1, "exactly one line for one failure:\n{log}");
+}
+
+/// `n` handshakes that send an IP address as SNI (openssl sends what it is told).
+fn ip_sni_handshakes(addr: std::net::SocketAddr, n: usize) {
+    for _ in 0..n {
+        let out = Command::new("openssl")
+            .args(["s_client", "-connect", &addr.to_string()])
+            .args(["-servername", "127.0.0.1", "-verify_quiet"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE")
+                || out.status.success(),
+            "handshake completed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_ip_address_sni_handshakes_writes_no_log_line_per_handshake() {
+    if !have_tool("openssl") {
+        return;
+    }
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let (_, _, dir) = json_proxy(up.addr, "");
+    // What an explicit RUST_LOG with rustls warnings shows: one warning per handshake.
+    let mut noisy = Proc::start_with_env(&dir, &[("RUST_LOG", "info,rustls=warn")]);
+    let addr = listening(&mut noisy, "listening");
+    let noisy_log = tokio::task::spawn_blocking(move || {
+        ip_sni_handshakes(addr, 5);
+        noisy.rest_of_log()
+    })
+    .await
+    .expect("join");
+    let per_handshake = warnings_and_errors(&noisy_log).len();
+    assert!(
+        per_handshake >= 5,
+        "rustls warns per IP-SNI handshake:\n{noisy_log}"
+    );
+
+    // The default filter: no line at all.
+    let mut quiet = Proc::start(&dir);
+    let addr = listening(&mut quiet, "listening");
+    let quiet_log = tokio::task::spawn_blocking(move || {
+        ip_sni_handshakes(addr, 50);
+        quiet.rest_of_log()
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        warnings_and_errors(&quiet_log),
+        Vec::<serde_json::Value>::new(),
+        "{quiet_log}"
+    );
+    assert!(!quiet_log.contains("SNI"), "{quiet_log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_op_sighup_is_logged_and_a_reload_says_what_changed() {
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let (_, leaf, dir) = json_proxy(up.addr, "");
+    let mut proc = Proc::start(&dir);
+    let _ = listening(&mut proc, "listening");
+    proc.signal("HUP");
+    let noop = proc.wait_for("reload: files match the running config; nothing to do");
+    assert_eq!(noop["trigger"], "sighup", "{noop}");
+
+    dir.write_pin_set(
+        "app",
+        "2099-01-01",
+        "enforce",
+        &[
+            (&leaf.pin, "current", "key"),
+            (&backup_pin(1), "backup", "key"),
+            (&backup_pin(2), "second backup", "key"),
+        ],
+    );
+    proc.signal("HUP");
+    let done = proc.wait_for("config reloaded");
+    assert_eq!(done["files"], "pins/app.toml", "{done}");
+    assert_eq!(done["routes"], "-");
+    assert_eq!(done["certificates"], "-");
+}
