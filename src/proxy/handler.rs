@@ -13,7 +13,8 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 
 use super::activity::Activity;
-use super::headers;
+use super::{headers, response_headers};
+use crate::auth::Denied;
 use crate::body::{Counted, ResponseBody, Tracked, local};
 use crate::config::has_dot_segment;
 use crate::routes::{RouteEntry, upstream_path};
@@ -42,6 +43,7 @@ enum Refusal {
     Upgrade,
     MisdirectedHost,
     NoRoute,
+    Auth(Denied),
     Upstream(ErrorKind),
 }
 
@@ -59,6 +61,8 @@ impl Refusal {
             ),
             Refusal::MisdirectedHost => (StatusCode::MISDIRECTED_REQUEST, "misdirected request\n"),
             Refusal::NoRoute => (StatusCode::NOT_FOUND, "not found\n"),
+            Refusal::Auth(Denied::Bearer { .. }) => (StatusCode::UNAUTHORIZED, "unauthorized\n"),
+            Refusal::Auth(Denied::Forbidden) => (StatusCode::FORBIDDEN, "forbidden\n"),
             Refusal::Upstream(ErrorKind::Timeout) => {
                 (StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
             }
@@ -118,6 +122,12 @@ pub async fn handle(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; charset=utf-8"),
             );
+            if let Refusal::Auth(denied) = refusal
+                && let Some(challenge) = denied.challenge()
+            {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, challenge);
+            }
             resp
         }
     };
@@ -165,7 +175,11 @@ async fn forward(
     if !ctx.tls.certs[ctx.cert].path[0].covers_host(&host) {
         return Err(Refusal::MisdirectedHost);
     }
-    let RouteEntry { route, upstream } = snap
+    let RouteEntry {
+        route,
+        upstream,
+        auth,
+    } = snap
         .routes
         .find(&host, parts.uri.path())
         .ok_or(Refusal::NoRoute)?;
@@ -196,6 +210,10 @@ async fn forward(
         // :authority, and a Host beside it is a duplicate to some servers (nginx < 1.25: 400).
         parts.headers.remove(header::HOST);
     }
+    // Last, so nothing after it can drop a claim header or re-add the token.
+    if let Some(auth) = auth {
+        auth.apply(&mut parts.headers).map_err(Refusal::Auth)?;
+    }
     let req = Request::from_parts(
         parts,
         Either::Left(Counted::new(body, rec.bytes_in.clone())),
@@ -213,6 +231,7 @@ async fn forward(
     };
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
+    response_headers::apply(&route.response_headers, &mut parts.headers);
     Ok(Response::from_parts(
         parts,
         Tracked::new(Either::Left(body), None),

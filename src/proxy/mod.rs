@@ -8,6 +8,7 @@
 mod activity;
 mod handler;
 mod headers;
+mod response_headers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
