@@ -647,5 +647,7 @@ async fn admin_endpoints_report_health_readiness_status_and_metrics() {
 mod auth;
 #[path = "proxy/okhttp.rs"]
 mod okhttp;
+#[path = "proxy/response_headers.rs"]
+mod response_headers;
 #[path = "proxy/upstream_pins.rs"]
 mod upstream_pins;
