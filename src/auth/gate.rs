@@ -139,3 +139,63 @@ impl RouteAuth {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::header::HeaderName;
+
+    use super::super::{Checker, api_key::ApiKeys};
+    use super::*;
+
+    fn route_auth(mode: AuthMode, metrics: &Metrics) -> RouteAuth {
+        let policy = Policy {
+            name: "appkey".into(),
+            mode,
+            header: HeaderName::from_static("x-api-key"),
+            bearer: false,
+            forward_token: false,
+            claim_headers: vec![],
+            checker: Checker::ApiKey(ApiKeys::new(vec![[0; 32]])),
+        };
+        RouteAuth::new("api", Arc::new(policy), metrics)
+    }
+
+    #[test]
+    fn failures_are_all_counted_but_logged_once_a_minute_with_the_number_held_back() {
+        let metrics = Metrics::new().expect("metrics");
+        let auth = route_auth(AuthMode::Enforce, &metrics);
+        for _ in 0..5 {
+            let mut h = HeaderMap::new();
+            h.insert("x-api-key", HeaderValue::from_static("wrong"));
+            assert_eq!(auth.apply(&mut h), Err(Denied::Forbidden));
+            assert!(h.get("x-api-key").is_none(), "the key is never forwarded");
+        }
+        let count = |r: &str| {
+            metrics
+                .auth_checks
+                .with_label_values(&["api", "appkey", r])
+                .get()
+        };
+        assert_eq!(count("unknown_key"), 5);
+        assert_eq!(count("ok"), 0);
+        let t = auth.throttles[AuthResult::UnknownKey.index()]
+            .lock()
+            .expect("lock");
+        assert_eq!(t.suppressed, 4, "one warning logged, four held back");
+    }
+
+    #[test]
+    fn report_mode_lets_a_failure_through() {
+        let metrics = Metrics::new().expect("metrics");
+        let auth = route_auth(AuthMode::Report, &metrics);
+        let mut h = HeaderMap::new();
+        assert_eq!(auth.apply(&mut h), Ok(()));
+        assert_eq!(
+            metrics
+                .auth_checks
+                .with_label_values(&["api", "appkey", "missing"])
+                .get(),
+            1
+        );
+    }
+}

@@ -367,6 +367,9 @@ impl PolicyCheck<'_> {
             }
         }
         if algorithms.is_empty() {
+            if self.problems.has_errors() {
+                return None;
+            }
             self.err(
                 "algorithms",
                 "list the algorithms the issuer signs with, e.g. [\"RS256\"]",

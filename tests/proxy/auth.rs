@@ -474,3 +474,50 @@ async fn api_keys_are_checked_against_their_sha256_and_not_forwarded() {
     assert_eq!(auth_count(&r, "appkey", "unknown_key").await, 2.0);
     assert_eq!(auth_count(&r, "appkey", "missing").await, 2.0);
 }
+
+#[tokio::test]
+async fn check_names_file_and_field_of_a_policy_that_would_confuse_keys_or_accept_none() {
+    let Some(m) = mint(json!({"rsa_keys": ["k1"], "tokens": {}})) else {
+        return;
+    };
+    let routes = "[[route]]\npath_prefix = \"/\"\nupstream = \"backend\"\nauth = \"hs\"\n\n\
+         [upstream.backend]\nurl = \"http://127.0.0.1:1\"\n\n";
+    // Config-file mistakes first: the file's own checks run before any key file is read.
+    let s = Setup::new(&format!(
+        "{routes}[[route]]\npath_prefix = \"/b\"\nupstream = \"backend\"\nauth = \"nobody\"\n\n\
+         [auth.hs]\nkind = \"jwt\"\nkey = \"keys/pub.pem\"\nalgorithms = [\"none\"]\n"
+    ));
+    let report = pinproxy::check::check(&s.dir.config_path());
+    assert!(!report.ok, "{}", report.text);
+    for expected in [
+        "config.toml: `auth.hs.algorithms[0]`: unsigned tokens (\"none\") are never accepted",
+        "config.toml: `route[1].auth`: no [auth.nobody] section",
+        "2 error(s)",
+    ] {
+        assert!(
+            report.text.contains(expected),
+            "{expected:?} in:\n{}",
+            report.text
+        );
+    }
+    // Then the key file: an RSA public key offered as an HS256 secret.
+    let hs = "[auth.hs]\nkind = \"jwt\"\nkey = \"keys/pub.pem\"\nalgorithms = [\"HS256\"]\n";
+    s.dir.write(
+        "config.toml",
+        basic_config("api", &["app"], &format!("{routes}{hs}")),
+    );
+    s.dir.write(
+        "keys/pub.pem",
+        m["keys"]["k1"]["pem"].as_str().expect("pem"),
+    );
+    let report = pinproxy::check::check(&s.dir.config_path());
+    assert!(!report.ok, "{}", report.text);
+    assert!(
+        report.text.contains("config.toml: `auth.hs.key`: ")
+            && report.text.contains(
+                "keys/pub.pem: HS* algorithms with a PEM key: a public key must never be used as an HMAC secret"
+            ),
+        "{}",
+        report.text
+    );
+}
