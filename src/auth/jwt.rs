@@ -85,7 +85,11 @@ impl JwtVerifier {
             Failure::new(
                 AuthResult::UnknownKey,
                 match &header.kid {
-                    Some(k) => format!("no key with kid \"{k}\""),
+                    // The kid is client input: quoted with escapes and cut short for the log.
+                    Some(k) => format!(
+                        "no key with kid {:?}",
+                        k.chars().take(64).collect::<String>()
+                    ),
                     None => "token names no kid and the JWKS holds several keys".into(),
                 },
             )
