@@ -20,8 +20,6 @@ use crate::config::JwtPolicy;
 #[derive(Debug)]
 pub struct JwtVerifier {
     keys: KeySet,
-    issuer: Option<String>,
-    audience: Vec<String>,
     leeway: u64,
     max_token_age: Option<u64>,
     bind_header: Option<HeaderName>,
@@ -30,11 +28,12 @@ pub struct JwtVerifier {
 }
 
 impl JwtVerifier {
-    pub fn new(p: &JwtPolicy, keys: KeySet) -> Self {
+    pub fn new(p: &JwtPolicy, mut keys: KeySet) -> Self {
+        for k in keys.keys_mut() {
+            k.validation = validation(p, &k.algorithms);
+        }
         JwtVerifier {
             keys,
-            issuer: p.issuer.clone(),
-            audience: p.audience.clone(),
             leeway: p.leeway.as_secs(),
             max_token_age: p.max_token_age.map(|d| d.as_secs()),
             bind_header: p.bind_header.clone(),
@@ -45,27 +44,6 @@ impl JwtVerifier {
                 .collect(),
             claims_to_headers: p.claims_to_headers.clone(),
         }
-    }
-
-    fn validation(&self, algorithms: &[jsonwebtoken::Algorithm]) -> Validation {
-        let mut v = Validation::new(algorithms[0]);
-        v.algorithms = algorithms.to_vec();
-        v.leeway = self.leeway;
-        v.validate_exp = true;
-        v.validate_nbf = true;
-        let mut required = vec!["exp"];
-        if let Some(iss) = &self.issuer {
-            v.set_issuer(&[iss]);
-            required.push("iss");
-        }
-        if self.audience.is_empty() {
-            v.validate_aud = false;
-        } else {
-            v.set_audience(&self.audience);
-            required.push("aud");
-        }
-        v.set_required_spec_claims(&required);
-        v
     }
 
     /// Verifies `token`; `headers` are the request's (for the binding), `now` Unix seconds.
@@ -100,7 +78,7 @@ impl JwtVerifier {
                 format!("algorithm {:?} is not accepted for this key", header.alg),
             ));
         }
-        let data = decode::<Map<String, Value>>(token, &key.key, &self.validation(&key.algorithms))
+        let data = decode::<Map<String, Value>>(token, &key.key, &key.validation)
             .map_err(|e| classify(e.kind()))?;
         let claims = data.claims;
         if let Some(max) = self.max_token_age {
@@ -165,6 +143,28 @@ impl JwtVerifier {
         }
         Ok(())
     }
+}
+
+/// The registered claims checked for tokens a key with `algorithms` verifies.
+fn validation(p: &JwtPolicy, algorithms: &[jsonwebtoken::Algorithm]) -> Validation {
+    let mut v = Validation::new(algorithms[0]);
+    v.algorithms = algorithms.to_vec();
+    v.leeway = p.leeway.as_secs();
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    let mut required = vec!["exp"];
+    if let Some(iss) = &p.issuer {
+        v.set_issuer(&[iss]);
+        required.push("iss");
+    }
+    if p.audience.is_empty() {
+        v.validate_aud = false;
+    } else {
+        v.set_audience(&p.audience);
+        required.push("aud");
+    }
+    v.set_required_spec_claims(&required);
+    v
 }
 
 /// The counted result of a `jsonwebtoken` error, with a reason for the log.

@@ -7,7 +7,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, PublicKeyUse};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 
 /// One verification key.
 #[derive(Debug)]
@@ -17,6 +17,8 @@ pub struct VerifyKey {
     pub key: DecodingKey,
     /// Never empty.
     pub algorithms: Vec<Algorithm>,
+    /// The checks for tokens this key verifies, set once by the policy (not per request).
+    pub validation: Validation,
 }
 
 #[derive(Debug)]
@@ -106,6 +108,7 @@ impl KeySet {
             keys.push(VerifyKey {
                 kid,
                 key,
+                validation: Validation::new(algorithms[0]),
                 algorithms,
             });
         }
@@ -139,6 +142,7 @@ impl KeySet {
             VerifyKey {
                 kid: None,
                 key: DecodingKey::from_secret(&secret).map_err(|_| KeyError::NotBase64)?,
+                validation: Validation::new(allowed[0]),
                 algorithms: allowed.to_vec(),
             }
         } else {
@@ -158,6 +162,7 @@ impl KeySet {
                     found = Some(VerifyKey {
                         kid: None,
                         key,
+                        validation: Validation::new(algorithms[0]),
                         algorithms,
                     });
                     break;
@@ -166,6 +171,10 @@ impl KeySet {
             found.ok_or(KeyError::NotPublicKey)?
         };
         Ok((KeySet { keys: vec![key] }, Vec::new()))
+    }
+
+    pub fn keys_mut(&mut self) -> impl Iterator<Item = &mut VerifyKey> {
+        self.keys.iter_mut()
     }
 
     /// The key for a token's `kid`. A key file answers any `kid`; a JWKS needs the token's
