@@ -197,3 +197,108 @@ fn classify(kind: &ErrorKind) -> Failure {
     };
     Failure { result, reason }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::KeyFile;
+
+    const SECRET: [u8; 32] = [42; 32];
+
+    fn verifier(max_token_age: Option<u64>, required: &[(&str, &str)]) -> JwtVerifier {
+        let secret = STANDARD.encode(SECRET);
+        let (keys, _) =
+            KeySet::from_key_file(secret.as_bytes(), &[Algorithm::HS256]).expect("secret");
+        let policy = JwtPolicy {
+            keys: KeyFile::Key("k".into()),
+            algorithms: vec![Algorithm::HS256],
+            issuer: None,
+            audience: vec![],
+            leeway: Duration::from_secs(30),
+            max_token_age: max_token_age.map(Duration::from_secs),
+            max_key_age: None,
+            bind_header: Some(http::header::AUTHORIZATION),
+            required_claims: required
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            claims_to_headers: vec![
+                ("sub".into(), HeaderName::from_static("x-app-id")),
+                ("tier".into(), HeaderName::from_static("x-tier")),
+            ],
+        };
+        JwtVerifier::new(&policy, keys)
+    }
+
+    fn token(claims: Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&SECRET).expect("key"),
+        )
+        .expect("token")
+    }
+
+    fn bound(auth: &str) -> (HeaderMap, String) {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", auth.parse().expect("value"));
+        (h, STANDARD.encode(Sha256::digest(auth.as_bytes())))
+    }
+
+    #[test]
+    fn age_required_claims_and_binding_each_fail_with_their_own_result() {
+        let now = 1_900_000_000;
+        let v = verifier(Some(3600), &[("scope", "orders")]);
+        let (h, pay) = bound("Bearer u1");
+        let good = json!({"exp": now + 60, "iat": now - 10, "scope": "orders", "pay": pay, "sub": "app", "tier": 2});
+        // jsonwebtoken checks exp against the real clock, so "now" is in the future here only
+        // for iat; exp stays valid either way.
+        let claims = v.verify(&token(good.clone()), &h, now).expect("good token");
+        assert_eq!(
+            claims,
+            vec![
+                (HeaderName::from_static("x-app-id"), "app".to_string()),
+                (HeaderName::from_static("x-tier"), "2".to_string())
+            ]
+        );
+        let result = |patch: Value, headers: &HeaderMap| {
+            let mut c = good.clone();
+            for (k, val) in patch.as_object().expect("object") {
+                if val.is_null() {
+                    c.as_object_mut().expect("object").remove(k);
+                } else {
+                    c[k] = val.clone();
+                }
+            }
+            v.verify(&token(c), headers, now)
+                .map(|_| ())
+                .map_err(|f| f.result)
+        };
+        assert_eq!(
+            result(json!({"iat": now - 7200}), &h),
+            Err(AuthResult::Expired)
+        );
+        assert_eq!(result(json!({"iat": null}), &h), Err(AuthResult::BadClaim));
+        assert_eq!(
+            result(json!({"iat": now + 600}), &h),
+            Err(AuthResult::BadClaim)
+        );
+        assert_eq!(
+            result(json!({"scope": "admin"}), &h),
+            Err(AuthResult::BadClaim)
+        );
+        assert_eq!(result(json!({"pay": null}), &h), Err(AuthResult::Binding));
+        let (other, _) = bound("Bearer u2");
+        assert_eq!(result(json!({}), &other), Err(AuthResult::Binding));
+        assert_eq!(
+            result(json!({}), &HeaderMap::new()),
+            Err(AuthResult::Binding)
+        );
+        assert_eq!(result(json!({"exp": null}), &h), Err(AuthResult::BadClaim));
+    }
+}
