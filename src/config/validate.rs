@@ -42,6 +42,14 @@ impl Validator<'_> {
         let upstreams = self.upstreams(raw.upstream, pin_sets);
         let auth = super::auth::policies(raw.auth, self.file, self.dir, &mut self.problems);
         let routes = self.routes(raw.route, &upstreams, &limits, &auth);
+        for name in auth.keys() {
+            if !routes.iter().any(|r| r.auth.as_ref() == Some(name)) {
+                self.warn(
+                    format!("auth.{name}"),
+                    "no route names this policy: it checks nothing",
+                );
+            }
+        }
         Some(Config {
             file: self.file.to_path_buf(),
             dir: self.dir.to_path_buf(),

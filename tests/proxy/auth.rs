@@ -520,4 +520,27 @@ async fn check_names_file_and_field_of_a_policy_that_would_confuse_keys_or_accep
         "{}",
         report.text
     );
+    // A policy no route names is a warning, not silence.
+    let spare = format!(
+        "[auth.spare]\nkind = \"api_key\"\nsha256 = [\"{}\"]\n",
+        "0f".repeat(32)
+    );
+    s.dir.write(
+        "config.toml",
+        basic_config(
+            "api",
+            &["app"],
+            &format!("[[route]]\npath_prefix = \"/\"\nupstream = \"backend\"\n\n[upstream.backend]\nurl = \"http://127.0.0.1:1\"\n\n{spare}"),
+        ),
+    );
+    let report = pinproxy::check::check(&s.dir.config_path());
+    assert!(report.ok, "{}", report.text);
+    assert!(
+        report.text.contains("warning: ")
+            && report
+                .text
+                .contains("`auth.spare`: no route names this policy"),
+        "{}",
+        report.text
+    );
 }
