@@ -2,13 +2,15 @@
 //!
 //! Layers, each using only its own or lower ones (DESIGN.md §9):
 //! - L0 [`cli`], [`diag`], [`files`], [`metrics`], [`config`], [`pin`], [`export`], [`body`]: pure building blocks
-//! - L1 [`tls`]: rustls server configs under the pin rules, upstream verifiers
+//! - L1 [`tls`]: rustls server configs under the pin rules, upstream verifiers; [`auth`]: route
+//!   token policies built from their key files
 //! - L2 [`upstream`], [`tool`]: pooled upstream clients; pin computation and keygen
 //! - L3 [`snapshot`], [`routes`]: everything one config generation needs to serve, built whole
 //! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`], [`inventory`], [`probe`], [`check`]: readers of the current snapshot
 //! - L5 [`run`]: wiring, start-up and shutdown
 
 pub mod admin;
+pub mod auth;
 pub mod body;
 pub mod check;
 pub mod cli;

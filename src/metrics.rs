@@ -29,6 +29,7 @@ pub const CLIENT_ERRORS: &str = "pinproxy_client_errors_total";
 pub const BUILD_INFO: &str = "pinproxy_build_info";
 pub const LOG_LINES_DROPPED: &str = "pinproxy_log_lines_dropped_total";
 pub const UPSTREAM_REQUESTS: &str = "pinproxy_upstream_requests_total";
+pub const AUTH_CHECKS: &str = "pinproxy_auth_checks_total";
 
 /// Typed handles to every metric, registered once in the instance's own registry.
 #[derive(Clone)]
@@ -55,6 +56,7 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub log_lines_dropped: IntCounter,
     pub upstream_requests: IntCounterVec,
+    pub auth_checks: IntCounterVec,
 }
 
 impl Metrics {
@@ -178,6 +180,13 @@ impl Metrics {
                 ),
                 &["upstream"],
             )?,
+            auth_checks: IntCounterVec::new(
+                Opts::new(
+                    AUTH_CHECKS,
+                    "token checks of route auth policies, by result",
+                ),
+                &["route", "policy", "result"],
+            )?,
             registry,
         };
         m.register_all()?;
@@ -211,6 +220,7 @@ impl Metrics {
         r.register(Box::new(self.build_info.clone()))?;
         r.register(Box::new(self.log_lines_dropped.clone()))?;
         r.register(Box::new(self.upstream_requests.clone()))?;
+        r.register(Box::new(self.auth_checks.clone()))?;
         Ok(())
     }
 

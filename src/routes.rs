@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::RouteAuth;
 use crate::config::Route;
 use crate::pin::dns_name_matches;
 use crate::upstream::UpstreamClient;
@@ -12,6 +13,8 @@ use crate::upstream::UpstreamClient;
 pub struct RouteEntry {
     pub route: Route,
     pub upstream: Arc<UpstreamClient>,
+    /// The route's token policy, with its metric handles.
+    pub auth: Option<Arc<RouteAuth>>,
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +91,8 @@ mod tests {
             strip_prefix: strip,
             preserve_host: false,
             timeout: std::time::Duration::from_secs(1),
+            auth: None,
+            response_headers: Default::default(),
         }
     }
 

@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use sha2::{Digest, Sha256};
 
+use crate::auth::{self, RouteAuth};
 use crate::config::{self, Config};
 use crate::diag::{Kind, Problem, Problems};
 use crate::files::Files;
@@ -209,6 +210,16 @@ pub fn build(
             )),
         }
     }
+    let mut policies = HashMap::new();
+    for (name, p) in &config.auth {
+        match auth::Policy::build(p, &config.file, files, SystemTime::now()) {
+            Ok((policy, w)) => {
+                warnings.extend(w);
+                policies.insert(name.as_str(), Arc::new(policy));
+            }
+            Err(p) => problems.extend(p),
+        }
+    }
     if problems.has_errors() {
         warnings.extend(problems);
         return Err(warnings);
@@ -222,6 +233,11 @@ pub fn build(
                 upstreams.get(&r.upstream).map(|u| RouteEntry {
                     route: r.clone(),
                     upstream: u.clone(),
+                    auth: r
+                        .auth
+                        .as_deref()
+                        .and_then(|n| policies.get(n))
+                        .map(|p| Arc::new(RouteAuth::new(&r.name, p.clone(), &shared.metrics))),
                 })
             })
             .collect(),

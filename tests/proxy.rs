@@ -643,11 +643,15 @@ async fn admin_endpoints_report_health_readiness_status_and_metrics() {
     assert!(r.shutdown().await, "drains at once with nothing in flight");
 }
 
+#[path = "proxy/auth.rs"]
+mod auth;
 #[path = "proxy/hardening.rs"]
 mod hardening;
 #[path = "proxy/okhttp.rs"]
 mod okhttp;
 #[path = "proxy/oncall.rs"]
 mod oncall;
+#[path = "proxy/response_headers.rs"]
+mod response_headers;
 #[path = "proxy/upstream_pins.rs"]
 mod upstream_pins;

@@ -5,7 +5,9 @@
 //! belong to the TLS layer and run when a snapshot is built. Every problem names the file and
 //! the dotted field. This module opens no sockets and builds no TLS objects.
 
+mod auth;
 mod raw;
+mod response_headers;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -22,6 +24,9 @@ use crate::pin::{self, PinSet};
 use raw::RawConfig;
 use validate::Validator;
 
+pub use auth::{AuthKind, AuthMode, AuthPolicy, JwtPolicy, KeyFile};
+pub use response_headers::{DEFAULT_REMOVE, ResponseHeaders};
+
 /// Everything `run` needs from the files, checked for consistency.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -36,6 +41,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub upstreams: BTreeMap<String, Upstream>,
     pub pin_sets: BTreeMap<String, PinSet>,
+    /// `[auth.NAME]` token policies, by name.
+    pub auth: BTreeMap<String, AuthPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +128,10 @@ pub struct Route {
     pub strip_prefix: bool,
     pub preserve_host: bool,
     pub timeout: Duration,
+    /// Name of the `[auth.NAME]` policy checked before forwarding.
+    pub auth: Option<String>,
+    /// Final per-route list: the defaults, plus `remove`, minus `keep`; and `add`.
+    pub response_headers: ResponseHeaders,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

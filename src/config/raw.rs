@@ -26,6 +26,8 @@ pub struct RawConfig {
     pub route: Vec<RawRoute>,
     #[serde(default)]
     pub upstream: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
+    pub auth: BTreeMap<String, super::auth::RawAuth>,
 }
 
 #[derive(Deserialize)]
@@ -240,6 +242,9 @@ pub struct RawRoute {
     pub preserve_host: bool,
     #[serde(with = "humantime_serde", default)]
     pub timeout: Option<Duration>,
+    pub auth: Option<String>,
+    #[serde(default)]
+    pub response_headers: super::response_headers::RawResponseHeaders,
 }
 
 #[derive(Deserialize)]

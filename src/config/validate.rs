@@ -40,7 +40,16 @@ impl Validator<'_> {
         let limits = self.limits(&raw.limits);
         let listeners = self.listeners(raw.listener, pin_sets);
         let upstreams = self.upstreams(raw.upstream, pin_sets);
-        let routes = self.routes(raw.route, &upstreams, &limits);
+        let auth = super::auth::policies(raw.auth, self.file, self.dir, &mut self.problems);
+        let routes = self.routes(raw.route, &upstreams, &limits, &auth);
+        for name in auth.keys() {
+            if !routes.iter().any(|r| r.auth.as_ref() == Some(name)) {
+                self.warn(
+                    format!("auth.{name}"),
+                    "no route names this policy: it checks nothing",
+                );
+            }
+        }
         Some(Config {
             file: self.file.to_path_buf(),
             dir: self.dir.to_path_buf(),
@@ -61,6 +70,7 @@ impl Validator<'_> {
             routes,
             upstreams,
             pin_sets: pin_sets.cloned().unwrap_or_default(),
+            auth,
         })
     }
 
@@ -480,6 +490,7 @@ impl Validator<'_> {
         raw: Vec<RawRoute>,
         upstreams: &BTreeMap<String, Upstream>,
         limits: &Limits,
+        auth: &BTreeMap<String, AuthPolicy>,
     ) -> Vec<Route> {
         if raw.is_empty() {
             self.err(
@@ -549,6 +560,25 @@ impl Validator<'_> {
                     "must be greater than 0",
                 );
             }
+            if let Some(a) = &r.auth
+                && !auth.contains_key(a)
+                && !self
+                    .problems
+                    .errors()
+                    .any(|p| p.field.starts_with(&format!("auth.{a}")))
+            {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.auth"),
+                    format!("no [auth.{a}] section"),
+                );
+            }
+            let response_headers = super::response_headers::resolve(
+                r.response_headers,
+                self.file,
+                &at,
+                &mut self.problems,
+            );
             out.push(Route {
                 name,
                 host,
@@ -557,6 +587,8 @@ impl Validator<'_> {
                 strip_prefix: r.strip_prefix,
                 preserve_host: r.preserve_host,
                 timeout: r.timeout.unwrap_or(limits.upstream_response_timeout),
+                auth: r.auth,
+                response_headers,
             });
         }
         out

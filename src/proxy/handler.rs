@@ -13,9 +13,10 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 
 use super::activity::Activity;
-use super::headers;
 use super::request_id::{X_REQUEST_ID, request_id};
 use super::semantics::{self, BadRequest};
+use super::{headers, response_headers};
+use crate::auth::Denied;
 use crate::body::{Counted, ReadTimeout, ResponseBody, Tracked, local};
 use crate::config::has_dot_segment;
 use crate::diag::ErrorText;
@@ -51,6 +52,7 @@ enum Refusal {
     Upgrade,
     MisdirectedHost,
     NoRoute,
+    Auth(Denied),
     Upstream(ErrorKind),
 }
 
@@ -76,6 +78,8 @@ impl Refusal {
             ),
             Refusal::MisdirectedHost => (StatusCode::MISDIRECTED_REQUEST, "misdirected request\n"),
             Refusal::NoRoute => (StatusCode::NOT_FOUND, "not found\n"),
+            Refusal::Auth(Denied::Bearer { .. }) => (StatusCode::UNAUTHORIZED, "unauthorized\n"),
+            Refusal::Auth(Denied::Forbidden) => (StatusCode::FORBIDDEN, "forbidden\n"),
             Refusal::Upstream(ErrorKind::Timeout) => {
                 (StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
             }
@@ -168,6 +172,12 @@ pub async fn handle(
                 resp.headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
             }
+            if let Refusal::Auth(denied) = refusal
+                && let Some(challenge) = denied.challenge()
+            {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, challenge);
+            }
             resp
         }
     };
@@ -223,7 +233,11 @@ async fn forward(
     // `OPTIONS *` asks about the server as a whole: routed like "/", forwarded as "*".
     let asterisk = parts.method == Method::OPTIONS && semantics::is_asterisk(&parts);
     let route_path = if asterisk { "/" } else { parts.uri.path() };
-    let RouteEntry { route, upstream } = snap
+    let RouteEntry {
+        route,
+        upstream,
+        auth,
+    } = snap
         .routes
         .find(&host, route_path)
         .ok_or(Refusal::NoRoute)?;
@@ -274,6 +288,10 @@ async fn forward(
     parts
         .headers
         .insert(X_REQUEST_ID.clone(), rec.request_id.clone());
+    // Last, so nothing after it can drop a claim header or re-add the token.
+    if let Some(auth) = auth {
+        auth.apply(&mut parts.headers).map_err(Refusal::Auth)?;
+    }
     let client_failed = Arc::new(AtomicBool::new(false));
     let req = Request::from_parts(
         parts,
@@ -303,6 +321,7 @@ async fn forward(
         return Err(Refusal::Upstream(ErrorKind::Protocol));
     }
     headers::strip_hop_by_hop(&mut parts.headers);
+    response_headers::apply(&route.response_headers, &mut parts.headers);
     let stalled = metrics
         .upstream_errors
         .with_label_values(&[up.name.as_str(), ErrorKind::Timeout.as_label()]);
@@ -310,7 +329,7 @@ async fn forward(
     let limit = limits.upstream_read_timeout;
     let on_stall = Box::new(move || {
         stalled.inc();
-        tracing::warn!(upstream = %name, timeout = ?limit, "upstream response body stalled; cut");
+        tracing::warn!(upstream = %name, timeout_ms = crate::diag::ms(limit), "upstream response body stalled; cut");
     });
     Ok(Response::from_parts(
         parts,

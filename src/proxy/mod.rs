@@ -9,6 +9,7 @@ mod activity;
 mod handler;
 mod headers;
 mod request_id;
+mod response_headers;
 mod semantics;
 
 use std::net::SocketAddr;
