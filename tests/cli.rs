@@ -129,7 +129,14 @@ fn a_served_key_missing_from_a_live_pin_set_is_refused() {
             "config.toml",
             "pin set \"app\"",
             &leaf.pin,
+            "renew on the same key, or switch to a backup that shipped in the set (\"old key\", \"backup\")",
+            "not what the installed apps pin",
         ],
+    );
+    let (_, text) = check(&dir);
+    assert!(
+        !text.contains("or pin this key"),
+        "the hint must not suggest pinning the served key: {text}"
     );
 }
 

@@ -140,11 +140,14 @@ pub fn check_listener_pins(
                     format!("{}.chain", s.field),
                     format!(
                         "no pin of pin set \"{name}\" ({}) matches this chain: leaf {} has key {}; apps that ship \
-                         \"{name}\" would refuse it. Serve a certificate for a pinned key (renew on the same key), \
-                         or pin this key as kind = \"key\"",
+                         \"{name}\" would refuse it. Serve a key those apps already pin: renew on the same key, or \
+                         switch to a backup that shipped in the set ({}). Adding this key to {} would not help: it \
+                         changes what the proxy checks, not what the installed apps pin",
                         set.file.display(),
                         leaf.subject,
-                        leaf.pin.to_prefixed()
+                        leaf.pin.to_prefixed(),
+                        shipped_keys(set),
+                        set.file.display(),
                     ),
                 ));
             }
@@ -169,6 +172,21 @@ pub fn check_listener_pins(
         }
     }
     (problems, matches)
+}
+
+/// The `key` pins of a set, by label, for the hint of rule 1.
+fn shipped_keys(set: &PinSet) -> String {
+    let keys: Vec<String> = set
+        .pins
+        .iter()
+        .filter(|p| p.kind == PinKind::Key)
+        .map(|p| format!("\"{}\"", p.label))
+        .collect();
+    if keys.is_empty() {
+        "it has no kind = \"key\" pin".to_string()
+    } else {
+        keys.join(", ")
+    }
 }
 
 fn expiry_warnings(
