@@ -211,14 +211,21 @@ fn okhttp_export_matches_the_golden_file_with_one_add_per_pin() {
 }
 
 #[test]
-fn okhttp_export_with_subdomains_uses_the_double_star_pattern() {
+fn okhttp_export_with_subdomains_pins_the_apex_one_label_and_any_depth() {
     let out = rendered(ExportFormat::Okhttp, true);
     golden("okhttp-subdomains.kt", &out.text);
-    assert!(
-        out.text
-            .contains(&format!(".add(\"**.{DOMAIN}\", \"sha256/{LEAF}\")"))
-    );
-    assert!(!out.text.contains(&format!(".add(\"{DOMAIN}\"")));
+    for pattern in [
+        DOMAIN.to_string(),
+        format!("*.{DOMAIN}"),
+        format!("**.{DOMAIN}"),
+    ] {
+        assert!(
+            out.text
+                .contains(&format!(".add(\"{pattern}\", \"sha256/{LEAF}\")")),
+            "{pattern}: {}",
+            out.text
+        );
+    }
 }
 
 #[test]
