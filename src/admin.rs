@@ -200,6 +200,15 @@ pub fn status(snap: &Snapshot, state: &AdminState) -> Value {
                 "live": s.is_live(now, cfg.expiry.pin_set_grace),
                 "pins": pins,
                 "backups": backups,
+                "digest": s.digest(),
+                "frozen": s.frozen,
+                "from": s.from.as_ref().map(|o| json!({
+                    "file": o.file.display().to_string(),
+                    "format": o.format.as_str(),
+                    "domain": o.domain,
+                    "element": o.element,
+                })),
+                "app_versions": s.app_versions.as_ref().map(ToString::to_string),
             })
         })
         .collect();

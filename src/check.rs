@@ -72,6 +72,7 @@ pub fn check(config: &Path) -> Report {
                     }
                 }
             }
+            text.push_str(&pin_set_origins(&snap.config));
             let c = &snap.config;
             let _ = writeln!(
                 text,
@@ -100,4 +101,35 @@ pub fn check(config: &Path) -> Report {
             Report { ok: false, text }
         }
     }
+}
+
+/// Where each pin set's pins come from, whether it shipped frozen and which app versions carry
+/// it: one line per set that says more than "listed in its TOML file".
+fn pin_set_origins(config: &crate::config::Config) -> String {
+    let mut text = String::new();
+    for set in config.pin_sets.values() {
+        let mut parts = Vec::new();
+        if let Some(o) = &set.from {
+            parts.push(format!(
+                "pins, kinds and expiry from {} ({} {}, domain {})",
+                o.file.display(),
+                o.format.as_str(),
+                o.element,
+                o.domain
+            ));
+        }
+        if let Some(f) = &set.frozen {
+            parts.push(format!(
+                "frozen {f} (shipped; `expires` {} is what the proxy checks — moving it changes nothing in the apps)",
+                set.expires
+            ));
+        }
+        if let Some(v) = &set.app_versions {
+            parts.push(format!("app versions {v}"));
+        }
+        if !parts.is_empty() {
+            let _ = writeln!(text, "pin set {}: {}", set.name, parts.join("; "));
+        }
+    }
+    text
 }

@@ -113,6 +113,12 @@ pub fn build(
     files: &mut Files,
 ) -> Result<Snapshot, Problems> {
     let (config, mut warnings) = config::load(path, files)?;
+    if let Some(running) = prev {
+        warnings.extend(crate::pin::frozen_expiry_moves(
+            &running.config.pin_sets,
+            &config.pin_sets,
+        ));
+    }
     let now = unix_now();
     let mut problems = Problems::default();
     problems.extend(tls::check_pin_sources(&config.pin_sets, files));

@@ -190,10 +190,11 @@ pub fn load(path: &Path, files: &mut Files) -> Result<(Config, Problems), Proble
         dir: &dir,
         problems: Problems::default(),
     };
-    let config = v.config(raw, pin_sets.as_ref().ok());
+    let config = v.config(raw, pin_sets.as_ref().ok().map(|(sets, _)| sets));
     let mut problems = v.problems;
-    if let Err(p) = pin_sets {
-        problems.extend(p);
+    match pin_sets {
+        Ok((_, warnings)) => problems.extend(warnings),
+        Err(p) => problems.extend(p),
     }
     match (config, problems.has_errors()) {
         (Some(c), false) => Ok((c, problems)),

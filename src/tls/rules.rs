@@ -104,6 +104,8 @@ pub fn check_listener_pins(
                     }
                     used[k] = true;
                     let wrong_kind = match (entry.kind, pos) {
+                        // Read from an Android or TrustKit file: the app accepts it anywhere.
+                        _ if !set.kinds_checked() => None,
                         (PinKind::Key, Position::Leaf)
                         | (PinKind::Ca, Position::Intermediate | Position::Anchor) => None,
                         (PinKind::Key, _) => Some("ca"),

@@ -34,6 +34,9 @@ fn pin_set(pins: Vec<PinEntry>) -> PinSet {
         expires: time::Date::from_calendar_date(2027, time::Month::June, 30).expect("fixture date"),
         mode: PinMode::Enforce,
         pins,
+        from: None,
+        frozen: None,
+        app_versions: None,
     }
 }
 
