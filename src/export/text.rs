@@ -35,6 +35,12 @@ pub(super) fn okhttp(input: &ExportInput<'_>) -> String {
         comment_safe(&set.name),
         set.expires
     );
+    if let Some(frozen) = &set.frozen {
+        let _ = writeln!(
+            s,
+            "// frozen {frozen}: the proxy refuses any change to this set"
+        );
+    }
     s.push_str("// Kotlin as is; in Java write `new CertificatePinner.Builder()`\n");
     s.push_str("CertificatePinner.Builder()\n");
     for (pattern, what) in &patterns {
@@ -68,8 +74,14 @@ pub(super) fn envoy(input: &ExportInput<'_>) -> String {
     let pins: Vec<String> = pins_of(input.pin_set, PinKind::Key)
         .map(|p| format!("\"{}\"", p.to_base64()))
         .collect();
+    let frozen = input
+        .pin_set
+        .frozen
+        .as_ref()
+        .map(|f| format!(", frozen {f}"))
+        .unwrap_or_default();
     format!(
-        "# pinproxy pin set \"{}\": kind = \"key\" pins only (Envoy matches the peer's leaf)\n\
+        "# pinproxy pin set \"{}\"{frozen}: kind = \"key\" pins only (Envoy matches the peer's leaf)\n\
          verify_certificate_spki: [{}]\n",
         comment_safe(&input.pin_set.name),
         pins.join(", ")

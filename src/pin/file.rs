@@ -377,9 +377,9 @@ fn check_frozen(set: &PinSet, frozen: &str, path: &Path) -> Result<(), Problems>
             path,
             "frozen",
             format!(
-                "pin set {} shipped with digest {frozen}; its pins and kinds now give {now}. A shipped set cannot \
-                 change (the installed apps keep what they shipped): put the pins back, and make {}/{next}.toml \
-                 for the next release",
+                "pin set {} shipped with digest {frozen} (its pins and kinds now give {now}); a shipped set \
+                 cannot change — the installed apps keep what they shipped: put the pins back, and make \
+                 {}/{next}.toml for the next release",
                 set.name,
                 PIN_DIR
             ),
