@@ -22,7 +22,7 @@ pub(super) fn freeze(set: &PinSet) -> Result<(), ToolError> {
         text.parse().map_err(|source| ToolError::FreezeParse {
             pin_set: set.name.clone(),
             path: path.clone(),
-            source,
+            source: Box::new(source),
         })?;
     if doc.get("frozen").and_then(|v| v.as_str()) == Some(digest.as_str()) {
         return Ok(());

@@ -186,7 +186,7 @@ pub enum ToolError {
         pin_set: String,
         path: PathBuf,
         #[source]
-        source: toml_edit::TomlError,
+        source: Box<toml_edit::TomlError>,
     },
 
     #[error("cannot write the output")]
