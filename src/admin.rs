@@ -170,7 +170,8 @@ pub fn status(snap: &Snapshot, state: &AdminState) -> Value {
                     json!({ "field": c.field, "server_names": c.server_names, "path": path, "pin_sets": matches })
                 })
                 .collect();
-            json!({ "name": l.name, "listen": l.listen.to_string(), "pin_sets": l.pin_sets, "certs": certs })
+            let adoption = snap.adoption.get(&l.name).map(|a| a.to_json());
+            json!({ "name": l.name, "listen": l.listen.to_string(), "pin_sets": l.pin_sets, "certs": certs, "adoption": adoption })
         })
         .collect();
     let pin_sets: Vec<Value> = cfg

@@ -73,6 +73,7 @@ pub fn check(config: &Path) -> Report {
                 }
             }
             text.push_str(&pin_set_origins(&snap.config));
+            text.push_str(&crate::running::adoption_lines(&snap.config));
             let c = &snap.config;
             let _ = writeln!(
                 text,

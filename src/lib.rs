@@ -3,12 +3,15 @@
 //! Layers, each using only its own or lower ones (DESIGN.md §9):
 //! - L0 [`cli`], [`diag`], [`files`], [`metrics`], [`config`], [`pin`], [`export`], [`body`]: pure building blocks
 //! - L1 [`tls`]: rustls server configs under the pin rules, upstream verifiers
-//! - L2 [`upstream`], [`tool`]: pooled upstream clients; pin computation and keygen
+//! - L2 [`upstream`], [`tool`], [`adoption`]: pooled upstream clients; pin computation and keygen;
+//!   requests counted per pin set their app version ships
 //! - L3 [`snapshot`], [`routes`]: everything one config generation needs to serve, built whole
-//! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`], [`check`]: readers of the current snapshot
+//! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`], [`check`], [`running`]: readers of the current
+//!   snapshot; `running` asks a running proxy for its figures
 //! - L5 [`run`]: wiring, start-up and shutdown
 
 pub mod admin;
+pub mod adoption;
 pub mod body;
 pub mod check;
 pub mod cli;
@@ -23,6 +26,7 @@ pub mod proxy;
 pub mod reload;
 pub mod routes;
 pub mod run;
+pub mod running;
 pub mod snapshot;
 pub mod tls;
 pub mod tool;

@@ -26,6 +26,7 @@ pub const TLS_HANDSHAKE_ERRORS: &str = "pinproxy_tls_handshake_errors_total";
 pub const CONNECTIONS_OPEN: &str = "pinproxy_connections_open";
 pub const CONNECTIONS_REJECTED: &str = "pinproxy_connections_rejected_total";
 pub const BUILD_INFO: &str = "pinproxy_build_info";
+pub const PIN_SET_REQUESTS: &str = "pinproxy_pin_set_requests_total";
 
 /// Typed handles to every metric, registered once in the instance's own registry.
 #[derive(Clone)]
@@ -49,6 +50,7 @@ pub struct Metrics {
     pub connections_open: IntGaugeVec,
     pub connections_rejected: IntCounterVec,
     pub build_info: IntGaugeVec,
+    pub pin_set_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -154,6 +156,13 @@ impl Metrics {
                 Opts::new(BUILD_INFO, "1, labelled with the version"),
                 &["version"],
             )?,
+            pin_set_requests: IntCounterVec::new(
+                Opts::new(
+                    PIN_SET_REQUESTS,
+                    "requests by the pin set their app version ships (unknown: no or unmapped version)",
+                ),
+                &["listener", "pin_set"],
+            )?,
             registry,
         };
         m.register_all()?;
@@ -184,6 +193,7 @@ impl Metrics {
         r.register(Box::new(self.connections_open.clone()))?;
         r.register(Box::new(self.connections_rejected.clone()))?;
         r.register(Box::new(self.build_info.clone()))?;
+        r.register(Box::new(self.pin_set_requests.clone()))?;
         Ok(())
     }
 

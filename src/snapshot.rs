@@ -36,6 +36,8 @@ pub struct Snapshot {
     pub listeners: HashMap<String, Arc<ListenerTls>>,
     pub routes: RouteTable,
     pub upstreams: HashMap<String, Arc<UpstreamClient>>,
+    /// Per listener with an `app_version` source: the counters of adoption per pin set.
+    pub adoption: HashMap<String, Arc<crate::adoption::ListenerAdoption>>,
     pub warnings: Problems,
     pub built_at: SystemTime,
     fingerprints: HashMap<String, [u8; 32]>,
@@ -48,6 +50,8 @@ pub struct Shared {
     pub provider: Arc<CryptoProvider>,
     /// Woken when an upstream shows a new verified path.
     pub upstream_seen: Arc<tokio::sync::Notify>,
+    /// The last day's requests per (listener, pin set), kept across reloads.
+    pub adoption: crate::adoption::Window,
     observers: Mutex<HashMap<String, Arc<UpstreamObserver>>>,
 }
 
@@ -57,6 +61,7 @@ impl Shared {
             metrics,
             provider: tls::provider(),
             upstream_seen: Arc::new(tokio::sync::Notify::new()),
+            adoption: crate::adoption::Window::default(),
             observers: Mutex::new(HashMap::new()),
         }
     }
@@ -222,8 +227,10 @@ pub fn build(
             })
             .collect(),
     );
+    let adoption = crate::adoption::build(&config, &shared.metrics, &shared.adoption);
     Ok(Snapshot {
         generation,
+        adoption,
         digest: files.digest(),
         files: files.paths().map(Path::to_path_buf).collect(),
         config: Arc::new(config),

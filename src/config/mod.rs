@@ -91,6 +91,17 @@ pub struct Listener {
     pub listen: SocketAddr,
     pub pin_sets: Vec<String>,
     pub certs: Vec<CertSpec>,
+    /// Where a request's app version is read (adoption per pin set).
+    pub app_version: Option<AppVersionFrom>,
+}
+
+/// Where the app version of a request is read; checked to compile, compiled at snapshot build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppVersionFrom {
+    /// A request header (lower-case name) holding the version, e.g. `X-App-Version: 4.3.1`.
+    Header(String),
+    /// A pattern on `User-Agent` whose first capture group is the version.
+    UserAgent(String),
 }
 
 /// One `[[listener.cert]]`, paths resolved against the config directory.
