@@ -39,6 +39,14 @@ pub async fn check(config: &Path, probe: bool) -> Report {
                 let _ = writeln!(text, "warning: {}", f.message);
             }
             write_inventory(&mut text, &inv);
+            text.push_str(&pin_set_origins(&snap.config));
+            // A blocking HTTP read of the running proxy's /status: off the async threads.
+            let running = snap.config.clone();
+            let adoption =
+                tokio::task::spawn_blocking(move || crate::running::adoption_lines(&running))
+                    .await
+                    .unwrap_or_default();
+            text.push_str(&adoption);
             let c = &snap.config;
             let _ = writeln!(
                 text,
@@ -131,4 +139,35 @@ fn cert_line(v: &CertView) -> String {
         v.not_after.as_deref().unwrap_or("-"),
         v.days_left.map_or("-".to_string(), |d| format!("{d:.0}")),
     )
+}
+
+/// Where each pin set's pins come from, whether it shipped frozen and which app versions carry
+/// it: one line per set that says more than "listed in its TOML file".
+fn pin_set_origins(config: &crate::config::Config) -> String {
+    let mut text = String::new();
+    for set in config.pin_sets.values() {
+        let mut parts = Vec::new();
+        if let Some(o) = &set.from {
+            parts.push(format!(
+                "pins, kinds and expiry from {} ({} {}, domain {})",
+                o.file.display(),
+                o.format.as_str(),
+                o.element,
+                o.domain
+            ));
+        }
+        if let Some(f) = &set.frozen {
+            parts.push(format!(
+                "frozen {f} (shipped; `expires` {} is what the proxy checks — moving it changes nothing in the apps)",
+                set.expires
+            ));
+        }
+        if let Some(v) = &set.app_versions {
+            parts.push(format!("app versions {v}"));
+        }
+        if !parts.is_empty() {
+            let _ = writeln!(text, "pin set {}: {}", set.name, parts.join("; "));
+        }
+    }
+    text
 }

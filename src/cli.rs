@@ -101,6 +101,10 @@ pub struct ExportArgs {
     /// Pin subdomains of the domain too
     #[arg(long)]
     pub include_subdomains: bool,
+    /// The release step: also write `frozen = "sha256:…"` into pins/NAME.toml, so the set cannot
+    /// change once shipped (the digest is printed in the exported file's comment)
+    #[arg(long)]
+    pub freeze: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

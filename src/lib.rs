@@ -4,12 +4,15 @@
 //! - L0 [`cli`], [`diag`], [`files`], [`metrics`], [`config`], [`pin`], [`export`], [`body`]: pure building blocks
 //! - L1 [`tls`]: rustls server configs under the pin rules, upstream verifiers; [`auth`]: route
 //!   token policies built from their key files
-//! - L2 [`upstream`], [`tool`]: pooled upstream clients; pin computation and keygen
+//! - L2 [`upstream`], [`tool`], [`adoption`]: pooled upstream clients; pin computation and keygen;
+//!   requests counted per pin set their app version ships
 //! - L3 [`snapshot`], [`routes`]: everything one config generation needs to serve, built whole
-//! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`], [`inventory`], [`probe`], [`check`]: readers of the current snapshot
+//! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`], [`inventory`], [`probe`], [`check`], [`running`]:
+//!   readers of the current snapshot; `running` asks a running proxy for its figures
 //! - L5 [`run`]: wiring, start-up and shutdown
 
 pub mod admin;
+pub mod adoption;
 pub mod auth;
 pub mod body;
 pub mod check;
@@ -27,6 +30,7 @@ pub mod proxy;
 pub mod reload;
 pub mod routes;
 pub mod run;
+pub mod running;
 pub mod snapshot;
 pub mod tls;
 pub mod tool;

@@ -30,6 +30,7 @@ pub const BUILD_INFO: &str = "pinproxy_build_info";
 pub const LOG_LINES_DROPPED: &str = "pinproxy_log_lines_dropped_total";
 pub const UPSTREAM_REQUESTS: &str = "pinproxy_upstream_requests_total";
 pub const AUTH_CHECKS: &str = "pinproxy_auth_checks_total";
+pub const PIN_SET_REQUESTS: &str = "pinproxy_pin_set_requests_total";
 
 /// Typed handles to every metric, registered once in the instance's own registry.
 #[derive(Clone)]
@@ -57,6 +58,7 @@ pub struct Metrics {
     pub log_lines_dropped: IntCounter,
     pub upstream_requests: IntCounterVec,
     pub auth_checks: IntCounterVec,
+    pub pin_set_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -187,6 +189,13 @@ impl Metrics {
                 ),
                 &["route", "policy", "result"],
             )?,
+            pin_set_requests: IntCounterVec::new(
+                Opts::new(
+                    PIN_SET_REQUESTS,
+                    "requests by the pin set their app version ships (unknown: no or unmapped version)",
+                ),
+                &["listener", "pin_set"],
+            )?,
             registry,
         };
         m.register_all()?;
@@ -221,6 +230,7 @@ impl Metrics {
         r.register(Box::new(self.log_lines_dropped.clone()))?;
         r.register(Box::new(self.upstream_requests.clone()))?;
         r.register(Box::new(self.auth_checks.clone()))?;
+        r.register(Box::new(self.pin_set_requests.clone()))?;
         Ok(())
     }
 

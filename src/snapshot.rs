@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub listeners: HashMap<String, Arc<ListenerTls>>,
     pub routes: RouteTable,
     pub upstreams: HashMap<String, Arc<UpstreamClient>>,
+    /// Per listener with an `app_version` source: the counters of adoption per pin set.
+    pub adoption: HashMap<String, Arc<crate::adoption::ListenerAdoption>>,
     pub warnings: Problems,
     pub built_at: SystemTime,
     /// SHA-256 of each file read, so a reload can say which files changed.
@@ -59,6 +61,8 @@ pub struct Shared {
     pub provider: Arc<CryptoProvider>,
     /// Woken when an upstream shows a new verified path.
     pub upstream_seen: Arc<tokio::sync::Notify>,
+    /// The last day's requests per (listener, pin set), kept across reloads.
+    pub adoption: crate::adoption::Window,
     observers: Mutex<HashMap<String, Arc<UpstreamObserver>>>,
 }
 
@@ -68,6 +72,7 @@ impl Shared {
             metrics,
             provider: tls::provider(),
             upstream_seen: Arc::new(tokio::sync::Notify::new()),
+            adoption: crate::adoption::Window::default(),
             observers: Mutex::new(HashMap::new()),
         }
     }
@@ -124,6 +129,12 @@ pub fn build(
     files: &mut Files,
 ) -> Result<Snapshot, Problems> {
     let (config, mut warnings) = config::load(path, files)?;
+    if let Some(running) = prev {
+        warnings.extend(crate::pin::frozen_expiry_moves(
+            &running.config.pin_sets,
+            &config.pin_sets,
+        ));
+    }
     let now = unix_now();
     let mut problems = Problems::default();
     problems.extend(tls::check_pin_sources(&config.pin_sets, files));
@@ -242,8 +253,10 @@ pub fn build(
             })
             .collect(),
     );
+    let adoption = crate::adoption::build(&config, &shared.metrics, &shared.adoption);
     Ok(Snapshot {
         generation,
+        adoption,
         digest: files.digest(),
         files: files.paths().map(Path::to_path_buf).collect(),
         config: Arc::new(config),

@@ -129,7 +129,14 @@ fn a_served_key_missing_from_a_live_pin_set_is_refused() {
             "config.toml",
             "pin set \"app\"",
             &leaf.pin,
+            "renew on the same key, or switch to a backup that shipped in the set (\"old key\", \"backup\")",
+            "not what the installed apps pin",
         ],
+    );
+    let (_, text) = check(&dir);
+    assert!(
+        !text.contains("or pin this key"),
+        "the hint must not suggest pinning the served key: {text}"
     );
 }
 
@@ -593,3 +600,109 @@ async fn a_reload_still_settling_does_not_hold_the_exit() {
 
 #[path = "cli/oncall.rs"]
 mod oncall;
+/// The frozen digest computed independently: SHA-256 over sorted "kind base64\n" lines.
+fn oracle_digest(pins: &[(&str, &str)]) -> String {
+    use sha2::Digest as _;
+    let mut lines: Vec<String> = pins.iter().map(|(k, p)| format!("{k} {p}\n")).collect();
+    lines.sort();
+    let hash = sha2::Sha256::digest(lines.concat().as_bytes());
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+#[test]
+fn export_freeze_records_the_digest_and_a_changed_frozen_set_is_refused_by_check_and_run() {
+    let (_pki, leaf, dir) = pinned("frozen", "");
+    let pins_file = "pins/app.toml";
+    let original = std::fs::read_to_string(dir.path().join(pins_file)).expect("pins");
+    dir.write(
+        pins_file,
+        format!("# app 4.2, shipped to the stores\n{original}"),
+    );
+    let backup = backup_pin(1);
+    let digest = oracle_digest(&[("key", &leaf.pin), ("key", &backup)]);
+
+    let freeze = || {
+        Command::new(BIN)
+            .args(["export", "--pin-set", "app", "--format", "android"])
+            .args(["--domain", "localhost", "--freeze", "-c"])
+            .arg(dir.config_path())
+            .output()
+            .expect("export --freeze")
+    };
+    let out = freeze();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(&format!("frozen {digest}")),
+        "the exported file records the digest: {stdout}"
+    );
+    assert!(stderr.contains("froze pin set \"app\""), "{stderr}");
+    let frozen = std::fs::read_to_string(dir.path().join(pins_file)).expect("pins");
+    assert!(
+        frozen.starts_with("# app 4.2, shipped to the stores\n"),
+        "comments kept: {frozen}"
+    );
+    assert!(
+        frozen.contains(&format!("frozen = \"{digest}\"")),
+        "{frozen}"
+    );
+    assert_eq!(
+        frozen.matches("[[pin]]").count(),
+        2,
+        "pins untouched: {frozen}"
+    );
+    assert!(freeze().status.success(), "freezing again is a no-op");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(pins_file)).expect("pins"),
+        frozen
+    );
+
+    let (code, text) = check(&dir);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!("pin set app: frozen {digest}")),
+        "{text}"
+    );
+
+    // The hint of the old error message: add another key to the shipped set.
+    dir.write(
+        pins_file,
+        format!(
+            "{frozen}[[pin]]\nsha256 = \"{}\"\nlabel = \"added\"\n",
+            backup_pin(5)
+        ),
+    );
+    assert_refused(
+        &dir,
+        &[
+            "pins/app.toml: `frozen`",
+            &format!("pin set app shipped with digest {digest}"),
+            "a shipped set cannot change",
+            "make pins/app-next.toml for the next release",
+        ],
+    );
+    dir.write(pins_file, &frozen);
+
+    // A pin's kind is part of what shipped too; its label and the expiry are not.
+    edit(
+        &dir,
+        pins_file,
+        "kind = \"key\"\n[[pin]]",
+        "kind = \"ca\"\n[[pin]]",
+    );
+    let (code, text) = check(&dir);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("shipped with digest"), "{text}");
+    dir.write(pins_file, &frozen);
+    edit(&dir, pins_file, "2099-01-01", "2099-06-30");
+    edit(
+        &dir,
+        pins_file,
+        "label = \"backup\"",
+        "label = \"offline backup\"",
+    );
+    let (code, text) = check(&dir);
+    assert_eq!(code, 0, "{text}");
+}

@@ -643,6 +643,10 @@ async fn admin_endpoints_report_health_readiness_status_and_metrics() {
     assert!(r.shutdown().await, "drains at once with nothing in flight");
 }
 
+#[path = "proxy/adoption.rs"]
+mod adoption;
+#[path = "proxy/app_files.rs"]
+mod app_files;
 #[path = "proxy/auth.rs"]
 mod auth;
 #[path = "proxy/hardening.rs"]

@@ -835,3 +835,55 @@ async fn listener_and_admin_changes_need_a_restart_and_the_rest_applies() {
     assert_eq!(pending.as_array().map(Vec::len), Some(3), "{pending}");
     assert_eq!(status_of(&s.client(&r), "/v3/x").await, 200);
 }
+
+#[tokio::test]
+async fn editing_a_frozen_pin_set_is_rejected_on_reload_while_moving_its_expiry_only_warns() {
+    let s = Setup::new("").await;
+    // Freeze "app" as `export --freeze` would (the digest computed here, independently).
+    let pins = [
+        ("key", s.leaf.pin.as_str()),
+        ("key", s.next.pin.as_str()),
+        ("key", &backup_pin(1)),
+    ];
+    let mut lines: Vec<String> = pins.iter().map(|(k, p)| format!("{k} {p}\n")).collect();
+    lines.sort();
+    let digest: String = {
+        use sha2::Digest as _;
+        let hash = sha2::Sha256::digest(lines.concat().as_bytes());
+        format!(
+            "sha256:{}",
+            hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        )
+    };
+    let frozen = format!("frozen = \"{digest}\"\n{}", app_pins(&s.leaf, &s.next, 1));
+    s.dir.write("pins/app.toml", &frozen);
+    let r = s.start().await;
+    let g0 = generation(r.admin).await;
+
+    // Another backup in place of the shipped one: valid by every other rule, but not shipped.
+    let edited = frozen.replace(&backup_pin(1), &backup_pin(2));
+    std::fs::write(s.dir.path().join("pins/app.toml"), &edited).expect("edit pins");
+    wait_failures(r.admin, "pin_rules", 1.0).await;
+    assert_old_state_serves(&s, &r, g0).await;
+    let status = reload_status(r.admin).await;
+    let err = status["last_error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("`frozen`") && err.contains("a shipped set cannot change"),
+        "{status}"
+    );
+
+    // Moving only the expiry is applied, with a warning that the apps keep their date.
+    std::fs::write(
+        s.dir.path().join("pins/app.toml"),
+        frozen.replace("2099-01-01", "2099-03-01"),
+    )
+    .expect("move expiry");
+    wait_generation(r.admin, g0 + 1).await;
+    let (_, body) = admin_get(r.admin, "/status").await;
+    let doc: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let warnings = doc["warnings"].to_string();
+    assert!(
+        warnings.contains("moved from 2099-01-01 to 2099-03-01 on frozen (shipped) pin set app"),
+        "{warnings}"
+    );
+}

@@ -104,6 +104,17 @@ pub struct Listener {
     pub listen: SocketAddr,
     pub pin_sets: Vec<String>,
     pub certs: Vec<CertSpec>,
+    /// Where a request's app version is read (adoption per pin set).
+    pub app_version: Option<AppVersionFrom>,
+}
+
+/// Where the app version of a request is read; checked to compile, compiled at snapshot build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppVersionFrom {
+    /// A request header (lower-case name) holding the version, e.g. `X-App-Version: 4.3.1`.
+    Header(String),
+    /// A pattern on `User-Agent` whose first capture group is the version.
+    UserAgent(String),
 }
 
 /// One `[[listener.cert]]`, paths resolved against the config directory.
@@ -210,10 +221,11 @@ pub fn load(path: &Path, files: &mut Files) -> Result<(Config, Problems), Proble
         dir: &dir,
         problems: Problems::default(),
     };
-    let config = v.config(raw, pin_sets.as_ref().ok());
+    let config = v.config(raw, pin_sets.as_ref().ok().map(|(sets, _)| sets));
     let mut problems = v.problems;
-    if let Err(p) = pin_sets {
-        problems.extend(p);
+    match pin_sets {
+        Ok((_, warnings)) => problems.extend(warnings),
+        Err(p) => problems.extend(p),
     }
     match (config, problems.has_errors()) {
         (Some(c), false) => Ok((c, problems)),

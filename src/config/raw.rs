@@ -217,6 +217,15 @@ pub struct RawListener {
     pub cert: Vec<RawCert>,
     /// Reserved (DESIGN.md §8): parsed so the name is taken, rejected until built.
     pub proxy_protocol: Option<bool>,
+    pub app_version: Option<RawAppVersion>,
+}
+
+/// `app_version = { header = "X-App-Version" }` or `{ user_agent = "MyShop/(\\S+)" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAppVersion {
+    pub header: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -299,12 +299,26 @@ impl Validator<'_> {
                     anchor: c.anchor.map(|a| self.dir.join(a)),
                 });
             }
+            let app_version = l
+                .app_version
+                .and_then(|a| self.app_version(&format!("{at}.app_version"), a));
+            if let (None, Some(sets)) = (&app_version, pin_sets) {
+                for (j, ps) in l.pin_sets.iter().enumerate() {
+                    if sets.get(ps).is_some_and(|s| s.app_versions.is_some()) {
+                        self.warn(
+                            format!("{at}.pin_sets[{j}]"),
+                            format!("pin set \"{ps}\" has `app_versions` but this listener has no `app_version` to read versions from; nothing is counted"),
+                        );
+                    }
+                }
+            }
             if let Some(listen) = listen {
                 out.push(Listener {
                     name: l.name,
                     listen,
                     pin_sets: l.pin_sets,
                     certs,
+                    app_version,
                 });
             }
         }
@@ -344,6 +358,52 @@ impl Validator<'_> {
             _ => name.clone(),
         };
         text.parse().ok()
+    }
+
+    fn app_version(&mut self, field: &str, raw: RawAppVersion) -> Option<AppVersionFrom> {
+        match (raw.header, raw.user_agent) {
+            (Some(h), None) => match http::HeaderName::from_bytes(h.as_bytes()) {
+                Ok(name) => Some(AppVersionFrom::Header(name.as_str().to_string())),
+                Err(_) => {
+                    self.err(
+                        Kind::Validation,
+                        format!("{field}.header"),
+                        format!("\"{h}\" is not a header name"),
+                    );
+                    None
+                }
+            },
+            (None, Some(p)) => match regex::Regex::new(&p) {
+                Ok(re) if re.captures_len() > 1 => Some(AppVersionFrom::UserAgent(p)),
+                Ok(_) => {
+                    self.err(
+                        Kind::Validation,
+                        format!("{field}.user_agent"),
+                        format!("\"{p}\" has no capture group: put the version in parentheses, like \"MyShop/(\\\\S+)\""),
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.err(
+                        Kind::Validation,
+                        format!("{field}.user_agent"),
+                        format!(
+                            "\"{p}\" is not a regular expression: {}",
+                            e.to_string().lines().last().unwrap_or_default()
+                        ),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.err(
+                    Kind::Validation,
+                    field,
+                    "give exactly one of `header` (like { header = \"X-App-Version\" }) or `user_agent` (like { user_agent = \"MyShop/(\\\\S+)\" })",
+                );
+                None
+            }
+        }
     }
 
     fn upstreams(

@@ -45,8 +45,8 @@ pub struct Export {
 pub enum ExportError {
     #[error(
         "pin set \"{pin_set}\" has no kind = \"key\" pin for the leaf of {origin}: {format} matches the \
-         server's own key, so the app would reject the proxy; add the leaf's pin (`pinproxy pin <chain file>`) \
-         with kind = \"key\""
+         server's own key, so the app would reject the proxy. Export the set in a format that pins the whole \
+         chain (android, trustkit, okhttp), or serve a key the set already pins as kind = \"key\""
     )]
     NoKeyPinForLeaf {
         format: &'static str,

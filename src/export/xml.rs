@@ -107,6 +107,10 @@ pub(super) fn apple(input: &ExportInput<'_>) -> String {
 fn header(input: &ExportInput<'_>, labels: bool) -> String {
     let set = input.pin_set;
     let mut h = format!("pinproxy pin set \"{}\", expires {}", set.name, set.expires);
+    if let Some(frozen) = &set.frozen {
+        // The app repository records what shipped; the proxy refuses any change to it.
+        let _ = write!(h, ", frozen {frozen}");
+    }
     if !set.description.is_empty() {
         let _ = write!(h, ": {}", set.description);
     }

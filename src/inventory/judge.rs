@@ -148,6 +148,9 @@ mod tests {
             expires: time::macros::date!(2030 - 06 - 30),
             mode: PinMode::Enforce,
             pins: vec![],
+            from: None,
+            frozen: None,
+            app_versions: None,
         }
     }
 

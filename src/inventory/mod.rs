@@ -45,6 +45,8 @@ pub struct ListenerView {
     pub listen: String,
     pub pin_sets: Vec<String>,
     pub certs: Vec<ServedChain>,
+    /// Requests per pin set over the last day, when the listener maps app versions to sets.
+    pub adoption: Option<serde_json::Value>,
 }
 
 /// One `[[listener.cert]]` as clients see it: leaf, intermediates, then the anchor when
@@ -86,6 +88,21 @@ pub struct PinSetView {
     /// Labels of the pins no served chain (listener sets) or last verified upstream path
     /// (upstream sets) uses — decided by pin value, as rule 2 does.
     pub backups: Vec<String>,
+    /// Digest of the pins and kinds (what `frozen` records).
+    pub digest: String,
+    /// The digest the set shipped with, when frozen.
+    pub frozen: Option<String>,
+    /// The app file the pins, kinds and expiry were read from.
+    pub from: Option<PinSourceView>,
+    pub app_versions: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PinSourceView {
+    pub file: String,
+    pub format: &'static str,
+    pub domain: String,
+    pub element: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -197,6 +214,7 @@ impl Inventory {
                 listen: l.listen.to_string(),
                 pin_sets: l.pin_sets.clone(),
                 certs,
+                adoption: snap.adoption.get(&l.name).map(|a| a.to_json()),
             });
         }
 
@@ -326,6 +344,15 @@ impl Inventory {
                         .map(|p| p.label.clone())
                         .collect(),
                     pins,
+                    digest: s.digest(),
+                    frozen: s.frozen.clone(),
+                    from: s.from.as_ref().map(|o| PinSourceView {
+                        file: o.file.display().to_string(),
+                        format: o.format.as_str(),
+                        domain: o.domain.clone(),
+                        element: o.element.clone(),
+                    }),
+                    app_versions: s.app_versions.as_ref().map(ToString::to_string),
                 }
             })
             .collect();

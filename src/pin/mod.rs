@@ -4,6 +4,7 @@
 //! base64 with padding. All x509-parser calls of the crate live below this module. Nothing here
 //! knows about sockets, listeners or TLS configurations.
 
+mod appfile;
 mod file;
 mod material;
 
@@ -15,7 +16,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
-pub use file::{PIN_DIR, load_pin_sets};
+pub use appfile::{AppFileError, AppFormat, AppPin, AppPins, read_app_pins};
+pub use file::{PIN_DIR, frozen_expiry_moves, load_pin_sets};
 pub(crate) use material::dns_name_matches;
 pub use material::{
     CertInfo, KeyAlgorithm, Material, MaterialError, cert_info, material_from_bytes,
@@ -155,6 +157,22 @@ pub struct PinSet {
     pub expires: time::Date,
     pub mode: PinMode,
     pub pins: Vec<PinEntry>,
+    /// Set when the pins come from the app's own file (`from`, `domain`).
+    pub from: Option<AppOrigin>,
+    /// `frozen = "sha256:…"`: the digest the set shipped with, verified when loaded.
+    pub frozen: Option<String>,
+    /// `app_versions`: the app versions that ship this set (adoption counting).
+    pub app_versions: Option<semver::VersionReq>,
+}
+
+/// The app file a pin set was read from, and the entry used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppOrigin {
+    pub file: PathBuf,
+    pub domain: String,
+    pub format: AppFormat,
+    /// The entry the pins come from, with its line in XML files.
+    pub element: String,
 }
 
 impl PinSet {
@@ -169,6 +187,30 @@ impl PinSet {
     /// Unix seconds of 00:00 UTC on `expires`.
     pub fn expires_unix(&self) -> i64 {
         self.expires.midnight().assume_utc().unix_timestamp()
+    }
+
+    /// `sha256:<hex>` over the pins and kinds: SHA-256 of one line `<kind> <base64>\n` per pin
+    /// (kind `key` or `ca`), the lines sorted bytewise. Labels, order and expiry do not count:
+    /// they are not what an app checks.
+    pub fn digest(&self) -> String {
+        let mut lines: Vec<String> = self
+            .pins
+            .iter()
+            .map(|p| format!("{} {}\n", p.kind.as_str(), p.pin.to_base64()))
+            .collect();
+        lines.sort();
+        let mut h = Sha256::new();
+        for l in &lines {
+            h.update(l.as_bytes());
+        }
+        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    }
+
+    /// Whether a pin's kind says where it must match. Android and TrustKit pins match anywhere
+    /// on the chain, so a set read from their files has no kinds to hold the chain to.
+    pub fn kinds_checked(&self) -> bool {
+        self.from.as_ref().is_none_or(|o| o.format.has_kinds())
     }
 
     /// Live until `expires` + `grace` (device clocks and time zones differ).

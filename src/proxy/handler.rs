@@ -114,6 +114,9 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     ctx.activity.request_started();
     let snap = live.current();
+    if let Some(adoption) = snap.adoption.get(&*ctx.listener) {
+        adoption.count(req.headers());
+    }
     let mut rec = Record {
         ctx: ctx.clone(),
         start: Instant::now(),

@@ -96,6 +96,8 @@ pub fn check_listener_pins(
                     }
                     used[k] = true;
                     let wrong_kind = match (entry.kind, pos) {
+                        // Read from an Android or TrustKit file: the app accepts it anywhere.
+                        _ if !set.kinds_checked() => None,
                         (PinKind::Key, Position::Leaf)
                         | (PinKind::Ca, Position::Intermediate | Position::Anchor) => None,
                         (PinKind::Key, _) => Some("ca"),
@@ -132,11 +134,14 @@ pub fn check_listener_pins(
                     format!("{}.chain", s.field),
                     format!(
                         "no pin of pin set \"{name}\" ({}) matches this chain: leaf {} has key {}; apps that ship \
-                         \"{name}\" would refuse it. Serve a certificate for a pinned key (renew on the same key), \
-                         or pin this key as kind = \"key\"",
+                         \"{name}\" would refuse it. Serve a key those apps already pin: renew on the same key, or \
+                         switch to a backup that shipped in the set ({}). Adding this key to {} would not help: it \
+                         changes what the proxy checks, not what the installed apps pin",
                         set.file.display(),
                         leaf.subject,
-                        leaf.pin.to_prefixed()
+                        leaf.pin.to_prefixed(),
+                        shipped_keys(set),
+                        set.file.display(),
                     ),
                 ));
             }
@@ -161,6 +166,21 @@ pub fn check_listener_pins(
         }
     }
     (problems, matches)
+}
+
+/// The `key` pins of a set, by label, for the hint of rule 1.
+fn shipped_keys(set: &PinSet) -> String {
+    let keys: Vec<String> = set
+        .pins
+        .iter()
+        .filter(|p| p.kind == PinKind::Key)
+        .map(|p| format!("\"{}\"", p.label))
+        .collect();
+    if keys.is_empty() {
+        "it has no kind = \"key\" pin".to_string()
+    } else {
+        keys.join(", ")
+    }
 }
 
 /// Rule 2, last part: a pin with `source` must hash to the value written.

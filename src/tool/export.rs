@@ -49,8 +49,12 @@ pub(super) fn export(
         None => default_domain(&args.pin_set, &listeners)?,
     };
     let served = served_chains(&listeners, &domain, args.include_subdomains)?;
+    let mut set = set.clone();
+    if args.freeze {
+        set.frozen = Some(set.digest());
+    }
     let input = ExportInput {
-        pin_set: set,
+        pin_set: &set,
         domain: &domain,
         include_subdomains: args.include_subdomains,
         served: &served,
@@ -60,6 +64,17 @@ pub(super) fn export(
         format: format_name(args.format),
         source,
     })?;
+    if args.freeze {
+        // Only once the export rendered: a refused export must not freeze the set.
+        super::freeze::freeze(&set)?;
+        writeln!(
+            err,
+            "froze pin set \"{}\" in {}: frozen = \"{}\"",
+            set.name,
+            set.file.display(),
+            set.digest()
+        )?;
+    }
     out.write_all(export.text.as_bytes())?;
     for w in &export.warnings {
         writeln!(err, "warning: {w}")?;

@@ -21,12 +21,6 @@ use crate::pin::Pin;
 pub(super) fn keygen(args: &KeygenArgs, out: &mut dyn Write) -> Result<(), ToolError> {
     let today = time::OffsetDateTime::now_utc().date();
     let algorithm = algorithm_name(args.algorithm);
-    let stem = format!(
-        "backup-{algorithm}-{:04}{:02}{:02}",
-        today.year(),
-        u8::from(today.month()),
-        today.day()
-    );
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -35,6 +29,21 @@ pub(super) fn keygen(args: &KeygenArgs, out: &mut dyn Write) -> Result<(), ToolE
             path: args.out.clone(),
             source,
         })?;
+    let key =
+        generate(args.algorithm).map_err(|source| ToolError::Generate { algorithm, source })?;
+    let pin = Pin::of_spki(&key.subject_public_key_info());
+    // The pin's first bytes make the name unique: a second backup made the same day (the usual
+    // case in a rotation) gets its own files instead of an error, and a clash is still refused.
+    let stem = format!(
+        "backup-{algorithm}-{:04}{:02}{:02}-{}",
+        today.year(),
+        u8::from(today.month()),
+        today.day(),
+        pin.as_bytes()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
     let key_path = args.out.join(format!("{stem}.key"));
     let csr_path = args.out.join(format!("{stem}.csr"));
     for path in [&key_path, &csr_path] {
@@ -42,14 +51,10 @@ pub(super) fn keygen(args: &KeygenArgs, out: &mut dyn Write) -> Result<(), ToolE
             return Err(ToolError::Exists { path: path.clone() });
         }
     }
-
-    let key =
-        generate(args.algorithm).map_err(|source| ToolError::Generate { algorithm, source })?;
     let csr_pem = csr(&key, &args.name).map_err(|source| ToolError::Csr {
         name: args.name.clone(),
         source,
     })?;
-    let pin = Pin::of_spki(&key.subject_public_key_info());
 
     write_new(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
     if let Err(e) = write_new(&csr_path, csr_pem.as_bytes(), 0o644) {

@@ -9,6 +9,7 @@
 mod connect;
 mod export;
 mod files;
+mod freeze;
 mod keygen;
 
 use std::io::{self, Write};
@@ -178,6 +179,14 @@ pub enum ToolError {
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+
+    #[error("cannot freeze pin set \"{pin_set}\": {} is not TOML that can be edited", path.display())]
+    FreezeParse {
+        pin_set: String,
+        path: PathBuf,
+        #[source]
+        source: Box<toml_edit::TomlError>,
     },
 
     #[error("cannot write the output")]

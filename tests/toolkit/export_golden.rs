@@ -34,6 +34,9 @@ fn pin_set(pins: Vec<PinEntry>) -> PinSet {
         expires: time::Date::from_calendar_date(2027, time::Month::June, 30).expect("fixture date"),
         mode: PinMode::Enforce,
         pins,
+        from: None,
+        frozen: None,
+        app_versions: None,
     }
 }
 
@@ -211,14 +214,21 @@ fn okhttp_export_matches_the_golden_file_with_one_add_per_pin() {
 }
 
 #[test]
-fn okhttp_export_with_subdomains_uses_the_double_star_pattern() {
+fn okhttp_export_with_subdomains_pins_the_apex_one_label_and_any_depth() {
     let out = rendered(ExportFormat::Okhttp, true);
     golden("okhttp-subdomains.kt", &out.text);
-    assert!(
-        out.text
-            .contains(&format!(".add(\"**.{DOMAIN}\", \"sha256/{LEAF}\")"))
-    );
-    assert!(!out.text.contains(&format!(".add(\"{DOMAIN}\"")));
+    for pattern in [
+        DOMAIN.to_string(),
+        format!("*.{DOMAIN}"),
+        format!("**.{DOMAIN}"),
+    ] {
+        assert!(
+            out.text
+                .contains(&format!(".add(\"{pattern}\", \"sha256/{LEAF}\")")),
+            "{pattern}: {}",
+            out.text
+        );
+    }
 }
 
 #[test]

@@ -28,13 +28,19 @@ fn keygen_makes(algorithm: &str, openssl_says: &str) {
     assert_eq!(run.code, 0, "{}", run.stderr);
 
     let today = time::OffsetDateTime::now_utc().date();
-    let stem = format!(
-        "backup-{algorithm}-{:04}{:02}{:02}",
+    let prefix = format!(
+        "backup-{algorithm}-{:04}{:02}{:02}-",
         today.year(),
         u8::from(today.month()),
         today.day()
     );
-    let key = d.join(format!("keys/{stem}.key"));
+    let key = only_file(&d.join("keys"), "key");
+    let stem = key
+        .file_stem()
+        .expect("a stem")
+        .to_string_lossy()
+        .into_owned();
+    assert!(stem.starts_with(&prefix), "{stem}");
     let csr = d.join(format!("keys/{stem}.csr"));
     let mode = std::fs::metadata(&key)
         .expect("key written")
@@ -52,6 +58,13 @@ fn keygen_makes(algorithm: &str, openssl_says: &str) {
     let key_pin = openssl_pin(&key, Obj::PrivateKey, false);
     let csr_pin = openssl_pin(&csr, Obj::Csr, false);
     assert_eq!(key_pin, csr_pin, "the CSR carries the new key");
+    let pin_hex: String =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &key_pin)
+            .expect("pin is base64")[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+    assert_eq!(stem, format!("{prefix}{pin_hex}"), "named after its pin");
     assert_eq!(
         run.pins(),
         vec![key_pin.clone(), key_pin.clone()],
@@ -121,55 +134,49 @@ fn keygen_rsa_3072_writes_a_0600_key_and_csr_with_the_pin_openssl_computes() {
 }
 
 #[test]
-fn keygen_run_twice_refuses_and_leaves_the_first_key_untouched() {
+fn keygen_twice_the_same_day_makes_a_second_key_and_leaves_the_first_untouched() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let d = tmp.path();
     let first = pinproxy(d, &["keygen", "--out", "keys"]);
     assert_eq!(first.code, 0, "{}", first.stderr);
-    let files = |d: &Path| {
-        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d.join("keys"))
-            .expect("keys dir")
-            .map(|e| {
-                let p = e.expect("entry").path();
-                (p.display().to_string(), std::fs::read(&p).expect("read"))
-            })
-            .collect();
-        v.sort();
-        v
-    };
     let before = files(d);
     assert_eq!(before.len(), 2, "a key and a CSR");
     let second = pinproxy(d, &["keygen", "--out", "keys"]);
-    assert_eq!(second.code, 1);
-    assert!(
-        second.stderr.contains("already exists") && second.stderr.contains("never overwrites"),
-        "{}",
+    assert_eq!(
+        second.code, 0,
+        "a rotation makes a new backup the same day: {}",
         second.stderr
     );
-    assert!(second.stdout.is_empty(), "{}", second.stdout);
-    assert_eq!(files(d), before, "nothing changed");
+    let after = files(d);
+    assert_eq!(after.len(), 4, "two keys and two CSRs: {after:?}");
+    for f in &before {
+        assert!(after.contains(f), "{} unchanged", f.0);
+    }
+    assert_ne!(first.pins(), second.pins(), "a new key");
 }
 
-#[test]
-fn keygen_refuses_when_only_the_csr_exists_and_writes_no_key() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let d = tmp.path();
-    let first = pinproxy(d, &["keygen", "--out", "keys", "--algorithm", "ecdsa-p384"]);
-    assert_eq!(first.code, 0, "{}", first.stderr);
-    let key = std::fs::read_dir(d.join("keys"))
+/// Every file in DIR/keys with its contents, sorted.
+fn files(d: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d.join("keys"))
         .expect("keys dir")
+        .map(|e| {
+            let p = e.expect("entry").path();
+            (p.display().to_string(), std::fs::read(&p).expect("read"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The one file of `dir` with extension `ext`.
+fn only_file(dir: &Path, ext: &str) -> std::path::PathBuf {
+    let found: Vec<_> = std::fs::read_dir(dir)
+        .expect("dir")
         .map(|e| e.expect("entry").path())
-        .find(|p| p.extension().is_some_and(|x| x == "key"))
-        .expect("a key file");
-    std::fs::remove_file(&key).expect("remove the key");
-    let second = pinproxy(d, &["keygen", "--out", "keys", "--algorithm", "ecdsa-p384"]);
-    assert_eq!(second.code, 1);
-    assert!(
-        second.stderr.contains(".csr already exists"),
-        "{}",
-        second.stderr
-    );
-    assert!(!key.exists(), "no key without its CSR");
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0].clone()
 }
 
 #[test]

@@ -1,0 +1,246 @@
+//! Pin sets read from the app's own files (`from`, `domain`): an Android network security config
+//! and Info.plists (TrustKit, Apple NSPinnedDomains, XML and binary) produced by `pinproxy export`
+//! serve and gate exactly like the TOML set they came from; broken files name file and element.
+
+use super::*;
+
+/// `pinproxy export --pin-set SET --format FORMAT --domain localhost`: stdout.
+fn export(dir: &TestDir, set: &str, format: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinproxy"))
+        .args(["export", "--pin-set", set, "--format", format])
+        .args(["--domain", "localhost", "-c"])
+        .arg(dir.config_path())
+        .output()
+        .expect("export runs");
+    assert!(
+        out.status.success(),
+        "export {format}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The lines of `check` that say which pin of a set matches where, with the set name replaced.
+fn match_lines(report: &str, set: &str) -> Vec<String> {
+    report
+        .lines()
+        .filter(|l| l.starts_with("  pin set "))
+        .map(|l| l.replace(&format!("pin set {set}:"), "pin set SET:"))
+        .collect()
+}
+
+/// Makes `set` the listener's only pin set.
+fn serve_with(s: &Setup, set: &str, up: std::net::SocketAddr) {
+    s.dir
+        .write("config.toml", basic_config("api", &[set], &route_to(up)));
+}
+
+#[tokio::test]
+async fn pin_sets_read_from_exported_android_trustkit_and_apple_files_serve_and_gate_like_the_toml()
+{
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let s = Setup::new(&route_to(up.addr));
+    let toml = pinproxy::check::check(&s.dir.config_path(), false).await;
+    assert!(toml.ok, "{}", toml.text);
+    let want = match_lines(&toml.text, "app");
+    assert_eq!(want.len(), 1, "{}", toml.text);
+
+    let mut variants = vec![
+        (
+            "android",
+            "app/src/main/res/xml/network_security_config.xml",
+        ),
+        ("trustkit", "app/ios/TrustKit-Info.plist"),
+        ("apple", "app/ios/Info.plist"),
+    ];
+    for (format, file) in &variants {
+        s.dir.write(file, export(&s.dir, "app", format));
+    }
+    if have_tool("python3") {
+        // Xcode ships Info.plist compiled to the binary format.
+        let src = s.dir.path().join("app/ios/TrustKit-Info.plist");
+        let dst = s.dir.path().join("app/ios/TrustKit-binary.plist");
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import plistlib,sys; d=plistlib.load(open(sys.argv[1],'rb')); plistlib.dump(d, open(sys.argv[2],'wb'), fmt=plistlib.FMT_BINARY)",
+            ])
+            .arg(&src)
+            .arg(&dst)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            std::fs::read(&dst)
+                .expect("binary plist")
+                .starts_with(b"bplist00")
+        );
+        variants.push(("trustkit-binary", "app/ios/TrustKit-binary.plist"));
+    }
+
+    let unpinned = s.pki.leaf(&["localhost", "127.0.0.1"]);
+    for (format, file) in &variants {
+        let set = format!("from-{format}");
+        s.dir.write(
+            &format!("pins/{set}.toml"),
+            format!(
+                "description = \"read from the app\"\nfrom = \"{file}\"\ndomain = \"localhost\"\n"
+            ),
+        );
+        serve_with(&s, &set, up.addr);
+        let report = pinproxy::check::check(&s.dir.config_path(), false).await;
+        assert!(report.ok, "{format}: {}", report.text);
+        assert!(
+            report
+                .text
+                .contains(&format!("pin set {set}: pins, kinds and expiry from"))
+                && report.text.contains(file),
+            "check says where the pins come from: {}",
+            report.text
+        );
+        if *format == "trustkit-binary" {
+            // No comments in a binary plist: the pins match, under positional labels.
+            assert!(
+                report
+                    .text
+                    .contains("\"TSKPublicKeyHashes[0]\" on the leaf"),
+                "{}",
+                report.text
+            );
+        } else {
+            assert_eq!(
+                match_lines(&report.text, &set),
+                want,
+                "{format}: {}",
+                report.text
+            );
+        }
+
+        // Serves: a client pinning the shipped key gets through.
+        let r = s.start().await;
+        let reply = s
+            .client(&r)
+            .pin(&[&s.leaf.pin])
+            .get("localhost", "/from-app")
+            .await
+            .expect("pinned request");
+        assert_eq!(reply.status, 200, "{format}");
+        let (_, status) = admin_get(r.admin, "/status").await;
+        let status = json(&status);
+        let entry = status["pin_sets"]
+            .as_array()
+            .expect("pin_sets")
+            .iter()
+            .find(|p| p["name"] == set.as_str())
+            .expect("the set in /status")
+            .clone();
+        assert!(
+            entry["from"]["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with(file)),
+            "{entry}"
+        );
+        let expires = if format.starts_with("apple") {
+            "9999-12-31"
+        } else {
+            "2099-01-01"
+        };
+        assert_eq!(
+            entry["expires"], expires,
+            "{format}: expiry from the app file"
+        );
+        r.shutdown().await;
+
+        // Gates: a certificate on a key the app file does not hold is refused, as with TOML.
+        s.dir.write_cert("api", &unpinned);
+        let refused = pinproxy::check::check(&s.dir.config_path(), false).await;
+        assert!(!refused.ok, "{format}: {}", refused.text);
+        assert!(
+            refused
+                .text
+                .contains(&format!("no pin of pin set \"{set}\"")),
+            "{format}: {}",
+            refused.text
+        );
+        assert!(
+            start(&s.dir.config_path()).await.is_err(),
+            "{format}: run refuses"
+        );
+        s.dir.write_cert("api", &s.leaf);
+    }
+}
+
+#[tokio::test]
+async fn an_app_file_without_the_domain_or_with_a_bad_pin_is_refused_naming_file_and_element() {
+    let s = Setup::new(
+        "[[route]]\npath_prefix = \"/\"\nupstream = \"b\"\n[upstream.b]\nurl = \"http://127.0.0.1:9\"\n",
+    );
+    let nsc = |domain: &str, second: &str| {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<network-security-config>\n  <domain-config>\n    \
+             <domain includeSubdomains=\"false\">{domain}</domain>\n    <pin-set>\n      \
+             <pin digest=\"SHA-256\">{}</pin>\n      <pin digest=\"SHA-256\">{second}</pin>\n    \
+             </pin-set>\n  </domain-config>\n</network-security-config>\n",
+            s.leaf.pin
+        )
+    };
+    s.dir.write(
+        "pins/app.toml",
+        "from = \"app/nsc.xml\"\ndomain = \"localhost\"\n",
+    );
+
+    s.dir
+        .write("app/nsc.xml", nsc("api.example.com", &backup_pin(1)));
+    let r = pinproxy::check::check(&s.dir.config_path(), false).await;
+    assert!(!r.ok);
+    assert!(
+        r.text.contains("app/nsc.xml: no <domain-config> entry covers \"localhost\" (entries for: api.example.com)"),
+        "{}",
+        r.text
+    );
+
+    s.dir.write("app/nsc.xml", nsc("localhost", "not-a-pin"));
+    let r = pinproxy::check::check(&s.dir.config_path(), false).await;
+    assert!(!r.ok);
+    assert!(
+        r.text.contains(
+            "app/nsc.xml: `network-security-config.domain-config[0].pin-set.pin[1]`: \"not-a-pin\" not standard base64"
+        ),
+        "{}",
+        r.text
+    );
+
+    // Hand-written: nested domain-configs, trust anchors beside the pin set, overridePins.
+    s.dir.write(
+        "app/nsc.xml",
+        format!(
+            "<network-security-config>\n<domain-config>\n<domain includeSubdomains=\"true\">example.com</domain>\n\
+             <pin-set expiration=\"2099-01-01\"><pin digest=\"SHA-256\">{}</pin></pin-set>\n</domain-config>\n\
+             <domain-config>\n<domain includeSubdomains=\"true\">localhost</domain>\n\
+             <trust-anchors><certificates src=\"system\"/><certificates src=\"user\" overridePins=\"true\"/></trust-anchors>\n\
+             <pin-set expiration=\"2099-01-01\"><pin digest=\"SHA-256\">{}</pin><pin digest=\"SHA-256\">{}</pin></pin-set>\n\
+             <domain-config><domain>v2.localhost</domain></domain-config>\n</domain-config>\n</network-security-config>\n",
+            backup_pin(3),
+            s.leaf.pin,
+            backup_pin(1)
+        ),
+    );
+    let r = pinproxy::check::check(&s.dir.config_path(), false).await;
+    assert!(r.ok, "{}", r.text);
+    assert!(
+        r.text.contains("warning: ")
+            && r.text
+                .contains("certificates[1] (line 8): overridePins=\"true\""),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains("\"pin[0] (line 9)\" on the leaf"),
+        "{}",
+        r.text
+    );
+}
