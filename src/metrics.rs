@@ -26,6 +26,7 @@ pub const TLS_HANDSHAKE_ERRORS: &str = "pinproxy_tls_handshake_errors_total";
 pub const CONNECTIONS_OPEN: &str = "pinproxy_connections_open";
 pub const CONNECTIONS_REJECTED: &str = "pinproxy_connections_rejected_total";
 pub const BUILD_INFO: &str = "pinproxy_build_info";
+pub const PROXY_PROTOCOL_REJECTED: &str = "pinproxy_proxy_protocol_rejected_total";
 
 /// Typed handles to every metric, registered once in the instance's own registry.
 #[derive(Clone)]
@@ -49,6 +50,7 @@ pub struct Metrics {
     pub connections_open: IntGaugeVec,
     pub connections_rejected: IntCounterVec,
     pub build_info: IntGaugeVec,
+    pub proxy_protocol_rejected: IntCounterVec,
 }
 
 impl Metrics {
@@ -154,6 +156,13 @@ impl Metrics {
                 Opts::new(BUILD_INFO, "1, labelled with the version"),
                 &["version"],
             )?,
+            proxy_protocol_rejected: IntCounterVec::new(
+                Opts::new(
+                    PROXY_PROTOCOL_REJECTED,
+                    "connections closed for a missing, malformed or untrusted PROXY header",
+                ),
+                &["listener", "reason"],
+            )?,
             registry,
         };
         m.register_all()?;
@@ -184,6 +193,7 @@ impl Metrics {
         r.register(Box::new(self.connections_open.clone()))?;
         r.register(Box::new(self.connections_rejected.clone()))?;
         r.register(Box::new(self.build_info.clone()))?;
+        r.register(Box::new(self.proxy_protocol_rejected.clone()))?;
         Ok(())
     }
 

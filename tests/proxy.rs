@@ -645,5 +645,7 @@ async fn admin_endpoints_report_health_readiness_status_and_metrics() {
 
 #[path = "proxy/okhttp.rs"]
 mod okhttp;
+#[path = "proxy/proxy_protocol.rs"]
+mod proxy_protocol;
 #[path = "proxy/upstream_pins.rs"]
 mod upstream_pins;

@@ -91,6 +91,24 @@ pub struct Listener {
     pub listen: SocketAddr,
     pub pin_sets: Vec<String>,
     pub certs: Vec<CertSpec>,
+    /// `Some` when connections must start with a PROXY protocol header.
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// A file of shared session-ticket keys (first encrypts, all decrypt); `None`: per process.
+    pub session_ticket_keys: Option<PathBuf>,
+}
+
+/// `proxy_protocol = true` with the peers allowed to send the header (the load balancers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    pub from: Vec<ipnet::IpNet>,
+}
+
+impl ProxyProtocol {
+    /// Whether `peer` may send a PROXY header; IPv4 peers of a `[::]` socket match IPv4 ranges.
+    pub fn allows(&self, peer: std::net::IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.from.iter().any(|net| net.contains(&peer))
+    }
 }
 
 /// One `[[listener.cert]]`, paths resolved against the config directory.
