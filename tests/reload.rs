@@ -317,10 +317,15 @@ struct Binary {
 
 impl Binary {
     fn start(config: &Path) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    fn start_with_env(config: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Self {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pinproxy"))
             .args(["run", "-c"])
             .arg(config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -820,3 +825,6 @@ async fn listener_and_admin_changes_need_a_restart_and_the_rest_applies() {
     assert_eq!(pending.as_array().map(Vec::len), Some(3), "{pending}");
     assert_eq!(status_of(&s.client(&r), "/v3/x").await, 200);
 }
+
+#[path = "reload/tickets.rs"]
+mod tickets;
