@@ -6,7 +6,7 @@
 //! - L2 [`upstream`], [`tool`]: pooled upstream clients; pin computation and keygen
 //! - L3 [`snapshot`], [`routes`]: everything one config generation needs to serve, built whole
 //! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`], [`check`]: readers of the current snapshot
-//! - L5 [`run`]: wiring, start-up and shutdown
+//! - L5 [`run`]: wiring, start-up and shutdown; [`service`]: systemd notify and the health probe
 
 pub mod admin;
 pub mod body;
@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod reload;
 pub mod routes;
 pub mod run;
+pub mod service;
 pub mod snapshot;
 pub mod tls;
 pub mod tool;

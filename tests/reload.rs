@@ -68,11 +68,11 @@ impl Setup {
     }
 
     fn client(&self, r: &Running) -> Client {
-        Client::new(
-            r.listener("mobile").expect("listener"),
-            &self.pki.root_pem(),
-        )
-        .pin(&[&self.leaf.pin, &self.next.pin])
+        self.client_at(r.listener("mobile").expect("listener"))
+    }
+
+    fn client_at(&self, addr: SocketAddr) -> Client {
+        Client::new(addr, &self.pki.root_pem()).pin(&[&self.leaf.pin, &self.next.pin])
     }
 }
 
@@ -826,5 +826,7 @@ async fn listener_and_admin_changes_need_a_restart_and_the_rest_applies() {
     assert_eq!(status_of(&s.client(&r), "/v3/x").await, 200);
 }
 
+#[path = "reload/notify.rs"]
+mod notify;
 #[path = "reload/tickets.rs"]
 mod tickets;
