@@ -7,7 +7,8 @@
 #               kubectl kustomize (where kubectl is present) + kubernetes-validate --strict;
 #               never a subPath mount; cert-manager rotationPolicy: Never. The CRD kinds
 #               (Certificate, ServiceMonitor, PrometheusRule) have no schema there: the
-#               PrometheusRule is checked by promtool, the Certificate by its key line.
+#               PrometheusRule is checked by promtool, the Certificate by its key line;
+#               `pinproxy check` passes the example configs
 #   grafana     valid JSON, unique panel ids, every query parsed by promtool
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,7 +21,7 @@ die() {
     printf 'deploy/check.sh: %s\n' "$*" >&2
     exit 1
 }
-for tool in systemd-analyze hadolint yamllint kubernetes-validate promtool python3; do
+for tool in systemd-analyze hadolint yamllint kubernetes-validate promtool python3 openssl; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
 done
 
@@ -72,6 +73,32 @@ else
         kubernetes-validate --strict --quiet --no-warn "$f"
     done
 fi
+
+# The example configs are real ones: with the mount paths pointed into a scratch directory
+# holding a test certificate, a ticket key and the placeholder pins filled in, `pinproxy check`
+# must pass them (a renamed or misspelt key fails here).
+pin_of() { openssl pkey -in "$1" -pubout -outform der 2>/dev/null | openssl dgst -sha256 -binary | base64; }
+for k in base overlays/example; do
+    log "kubernetes: pinproxy check on the $k config"
+    d=$WORK/example-${k//\//-}
+    mkdir -p "$d/pins" "$d/certs" "$d/secrets"
+    for f in deploy/kubernetes/$k/files/*.toml; do
+        case $(basename "$f") in
+        config.toml) sed -e "s|/etc/pinproxy-tls/|certs/|g" -e "s|/etc/pinproxy-tickets/|secrets/|g" "$f" >"$d/config.toml" ;;
+        *) cp "$f" "$d/pins/" ;;
+        esac
+    done
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=api.example.com" \
+        -addext "subjectAltName=DNS:api.example.com" -keyout "$d/certs/tls.key" -out "$d/certs/tls.crt" 2>/dev/null
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/backup.key" 2>/dev/null
+    openssl rand 80 >"$d/secrets/tickets"
+    sed -i -e "s|REPLACE-with-the-pin-of-the-served-key=====|$(pin_of "$d/certs/tls.key")|" \
+        -e "s|REPLACE-with-the-pin-of-the-offline-backup=|$(pin_of "$WORK/backup.key")|" "$d"/pins/*.toml
+    "$BIN" check -c "$d/config.toml" >"$WORK/check.txt" 2>&1 || {
+        cat "$WORK/check.txt" >&2
+        die "pinproxy check refuses the $k example config"
+    }
+done
 
 # ---------------------------------------------------------------------------- grafana
 log "grafana: dashboard"
