@@ -105,24 +105,18 @@ impl Drop for OpenGuard {
 async fn serve_connection(
     listener: Arc<str>,
     mut tcp: TcpStream,
-    mut peer: SocketAddr,
+    peer: SocketAddr,
     tls: Arc<ListenerTls>,
     live: Arc<Live>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limits = live.current().config.limits.clone();
     let metrics = &live.shared.metrics;
-    // Behind an L4 balancer: the client address comes from the PROXY header, before TLS.
-    let snap = live.current();
-    let pp = snap.config.listeners.iter().find(|l| *l.name == *listener);
-    if let Some(policy) = pp.and_then(|l| l.proxy_protocol.as_ref()) {
-        let timeout = limits.tls_handshake_timeout;
-        match proxy_protocol::accept(&mut tcp, peer, policy, timeout, &listener, metrics).await {
-            Some(client) => peer = client,
-            None => return,
-        }
-    }
-    drop(snap);
+    // Behind an L4 balancer the client address comes from the PROXY header, before TLS.
+    let timeout = limits.tls_handshake_timeout;
+    let Some(peer) = proxy_protocol::client(&mut tcp, peer, &listener, &live, timeout).await else {
+        return;
+    };
     let acceptor = TlsAcceptor::from(tls.config.clone());
     let stream =
         match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await {

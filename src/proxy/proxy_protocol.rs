@@ -15,9 +15,11 @@ use std::time::Duration;
 
 use ppp::HeaderResult;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::net::TcpStream;
 
 use crate::config::ProxyProtocol;
 use crate::metrics::Metrics;
+use crate::snapshot::Live;
 
 /// The v2 signature; its first five bytes cannot start a v1 header or a TLS record.
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
@@ -52,10 +54,27 @@ impl Rejected {
     }
 }
 
+/// The client address of a connection from `peer` on `listener`: `peer` itself unless the
+/// listener has `proxy_protocol`, else what its header says (`None`: refused, close it).
+pub async fn client(
+    tcp: &mut TcpStream,
+    peer: SocketAddr,
+    listener: &str,
+    live: &Live,
+    timeout: Duration,
+) -> Option<SocketAddr> {
+    let snap = live.current();
+    let conf = snap.config.listeners.iter().find(|l| l.name == listener);
+    match conf.and_then(|l| l.proxy_protocol.as_ref()) {
+        Some(policy) => accept(tcp, peer, policy, timeout, listener, &live.shared.metrics).await,
+        None => Some(peer),
+    }
+}
+
 /// Reads the PROXY header of a connection from `peer` and returns the client address it
 /// carries (the peer's own for `LOCAL`/`UNKNOWN` headers: the balancer's health checks). On
 /// refusal the connection must be closed; it has been counted and logged.
-pub async fn accept<S: AsyncRead + Unpin>(
+async fn accept<S: AsyncRead + Unpin>(
     io: &mut S,
     peer: SocketAddr,
     policy: &ProxyProtocol,
