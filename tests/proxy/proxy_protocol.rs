@@ -123,11 +123,48 @@ async fn closed_without_answer(mut tcp: TcpStream) -> bool {
     )
 }
 
+/// The proxy's log, captured: a current-thread test runtime polls every task of the proxy on
+/// the test's thread, where this subscriber is the default.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn access_line(&self) -> Option<String> {
+        let text = String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned();
+        text.lines()
+            .find(|l| l.contains("pinproxy::access"))
+            .map(str::to_string)
+    }
+}
+
 #[tokio::test]
-async fn haproxy_send_proxy_v2_gives_the_client_address_to_x_forwarded_for() {
+async fn haproxy_send_proxy_v2_gives_the_client_address_to_x_forwarded_for_and_the_access_log() {
     if !have_tool("haproxy") {
         return;
     }
+    let log = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(log.clone())
+        .with_ansi(false)
+        .finish();
+    let _log = tracing::subscriber::set_default(subscriber);
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
     let s = setup(up.addr);
     let r = s.start().await;
@@ -139,6 +176,11 @@ async fn haproxy_send_proxy_v2_gives_the_client_address_to_x_forwarded_for() {
     assert_eq!(
         seen["headers"]["x-forwarded-for"][0], "127.0.0.2",
         "the address from HAProxy's header, not HAProxy's own (127.0.0.1): {seen}"
+    );
+    let line = eventually(Duration::from_secs(5), || async { log.access_line() }).await;
+    assert!(
+        line.contains("client=127.0.0.2:"),
+        "the access log shows the client, not HAProxy: {line}"
     );
     assert_eq!(scrape(r.admin, REJECTED, &[]).await, 0.0);
 }
