@@ -46,32 +46,44 @@ struct HaProxy {
 }
 
 impl HaProxy {
+    /// Starts HAProxy on a free port; a port taken between picking and binding (HAProxy exits)
+    /// is retried with another.
     async fn start(dir: &Path, backend: SocketAddr) -> Self {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let cfg = dir.join("haproxy.cfg");
-        std::fs::write(
-            &cfg,
-            format!(
-                "global\n  maxconn 64\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\n\
-                 frontend fe\n  bind {addr}\n  default_backend be\n\n\
-                 backend be\n  server pinproxy {backend} send-proxy-v2\n"
-            ),
-        )
-        .expect("haproxy.cfg");
-        let child = Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn haproxy");
-        eventually(Duration::from_secs(10), || async move {
-            TcpStream::connect(addr).await.ok().map(|_| ())
-        })
-        .await;
-        HaProxy { child, addr }
+        for _ in 0..5 {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+            let cfg = dir.join("haproxy.cfg");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "global\n  maxconn 64\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\n\
+                     frontend fe\n  bind {addr}\n  default_backend be\n\n\
+                     backend be\n  server pinproxy {backend} send-proxy-v2\n"
+                ),
+            )
+            .expect("haproxy.cfg");
+            let child = Command::new("haproxy")
+                .arg("-db")
+                .arg("-f")
+                .arg(&cfg)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn haproxy");
+            let mut ha = HaProxy { child, addr };
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while tokio::time::Instant::now() < deadline {
+                if ha.child.try_wait().expect("haproxy status").is_some() {
+                    break;
+                }
+                if TcpStream::connect(addr).await.is_ok() {
+                    return ha;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = ha.child.kill();
+        }
+        panic!("haproxy did not start");
     }
 }
 
