@@ -39,8 +39,10 @@ pub enum Rejected {
     Missing,
     /// A signature, but not a valid header.
     Malformed,
-    /// No complete header within the handshake timeout, or the peer closed first.
+    /// No complete header within the handshake timeout, or the peer closed in the middle.
     Timeout,
+    /// Closed before sending a byte: a TCP health check or port probe, not counted.
+    Closed,
 }
 
 impl Rejected {
@@ -50,6 +52,7 @@ impl Rejected {
             Rejected::Missing => "missing",
             Rejected::Malformed => "malformed",
             Rejected::Timeout => "timeout",
+            Rejected::Closed => "closed",
         }
     }
 }
@@ -92,6 +95,7 @@ async fn accept<S: AsyncRead + Unpin>(
     };
     match result {
         Ok(client) => Some(client),
+        Err(Rejected::Closed) => None,
         Err(reason) => {
             metrics
                 .proxy_protocol_rejected
@@ -110,7 +114,10 @@ async fn read_header<S: AsyncRead + Unpin>(
 ) -> Result<SocketAddr, Rejected> {
     let closed = |_| Rejected::Timeout;
     let mut buf = vec![0u8; 5];
-    io.read_exact(&mut buf).await.map_err(closed)?;
+    if io.read(&mut buf[..1]).await.map_err(closed)? == 0 {
+        return Err(Rejected::Closed);
+    }
+    io.read_exact(&mut buf[1..]).await.map_err(closed)?;
     if buf[..] == V2_SIGNATURE[..5] {
         buf.resize(V2_FIXED, 0);
         io.read_exact(&mut buf[5..]).await.map_err(closed)?;
@@ -232,6 +239,7 @@ mod tests {
             Err(Rejected::Malformed)
         );
         assert_eq!(read(b"PROXY TCP4 1.2.3.4").await.0, Err(Rejected::Timeout));
+        assert_eq!(read(b"").await.0, Err(Rejected::Closed));
         let mut bad_v2 = V2_SIGNATURE.to_vec();
         bad_v2.extend_from_slice(&[0x31, 0x11, 0x00, 0x0c]);
         bad_v2.extend_from_slice(&[0; 12]);

@@ -236,13 +236,20 @@ async fn missing_malformed_and_spoofed_headers_are_refused_and_counted() {
     assert!(closed_without_answer(tcp).await);
     assert_eq!(count("untrusted_peer").await, 1.0);
 
+    // A TCP health check (connect, close) is not a refusal.
+    drop(TcpStream::connect(listener).await.expect("connect"));
+
     // Half a header, then silence: cut at the handshake timeout.
     let mut tcp = TcpStream::connect(listener).await.expect("connect");
     tcp.write_all(b"PROXY TCP4 198.51.100.4")
         .await
         .expect("write");
     assert!(closed_without_answer(tcp).await);
-    assert_eq!(count("timeout").await, 1.0);
+    assert_eq!(
+        count("timeout").await,
+        1.0,
+        "one: the health check is not counted"
+    );
     assert_eq!(up.hits(), 0, "no refused connection reached the upstream");
 
     // A well-formed v1 header from the allowed address is served, with its client address.
