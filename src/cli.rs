@@ -31,6 +31,22 @@ pub enum Command {
     Export(ExportArgs),
     /// Make a new (backup) key and CSR and print its pin
     Keygen(KeygenArgs),
+    /// GET /healthz on the admin listener; exit 0 on 200 (container HEALTHCHECK without curl)
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The admin listener (where `[admin] listen` is 0.0.0.0:9901, 127.0.0.1:9901 reaches it)
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        default_value = "127.0.0.1:9901",
+        env = "PINPROXY_ADMIN"
+    )]
+    pub addr: std::net::SocketAddr,
+    #[arg(long, default_value = "/healthz")]
+    pub path: String,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@
 //! - L3 [`snapshot`], [`routes`]: everything one config generation needs to serve, built whole
 //! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`], [`inventory`], [`probe`], [`check`], [`running`]:
 //!   readers of the current snapshot; `running` asks a running proxy for its figures
-//! - L5 [`run`]: wiring, start-up and shutdown
+//! - L5 [`run`]: wiring, start-up and shutdown; [`service`]: systemd notify and the health probe
 
 pub mod admin;
 pub mod adoption;
@@ -31,6 +31,7 @@ pub mod reload;
 pub mod routes;
 pub mod run;
 pub mod running;
+pub mod service;
 pub mod snapshot;
 pub mod tls;
 pub mod tool;

@@ -31,6 +31,7 @@ pub const LOG_LINES_DROPPED: &str = "pinproxy_log_lines_dropped_total";
 pub const UPSTREAM_REQUESTS: &str = "pinproxy_upstream_requests_total";
 pub const AUTH_CHECKS: &str = "pinproxy_auth_checks_total";
 pub const PIN_SET_REQUESTS: &str = "pinproxy_pin_set_requests_total";
+pub const PROXY_PROTOCOL_REJECTED: &str = "pinproxy_proxy_protocol_rejected_total";
 
 /// Typed handles to every metric, registered once in the instance's own registry.
 #[derive(Clone)]
@@ -59,6 +60,7 @@ pub struct Metrics {
     pub upstream_requests: IntCounterVec,
     pub auth_checks: IntCounterVec,
     pub pin_set_requests: IntCounterVec,
+    pub proxy_protocol_rejected: IntCounterVec,
 }
 
 impl Metrics {
@@ -196,6 +198,13 @@ impl Metrics {
                 ),
                 &["listener", "pin_set"],
             )?,
+            proxy_protocol_rejected: IntCounterVec::new(
+                Opts::new(
+                    PROXY_PROTOCOL_REJECTED,
+                    "connections closed for a missing, malformed or untrusted PROXY header",
+                ),
+                &["listener", "reason"],
+            )?,
             registry,
         };
         m.register_all()?;
@@ -231,6 +240,7 @@ impl Metrics {
         r.register(Box::new(self.upstream_requests.clone()))?;
         r.register(Box::new(self.auth_checks.clone()))?;
         r.register(Box::new(self.pin_set_requests.clone()))?;
+        r.register(Box::new(self.proxy_protocol_rejected.clone()))?;
         Ok(())
     }
 

@@ -152,6 +152,7 @@ pub fn build(
                         .iter()
                         .flat_map(|c| [Some(&c.chain), Some(&c.key), c.anchor.as_ref()])
                         .flatten()
+                        .chain(l.session_ticket_keys.as_ref())
                         .collect::<Vec<_>>(),
                     files,
                 );

@@ -282,6 +282,44 @@ fn unknown_keys_and_bad_values_name_the_dotted_field() {
 }
 
 #[test]
+fn proxy_protocol_and_ticket_key_mistakes_name_the_listener_field() {
+    let listener = "pin_sets = [\"app\"]\n";
+    let with = |extra: &str| {
+        let (_, _, dir) = pinned("deploy", "");
+        edit(&dir, "config.toml", listener, &format!("{listener}{extra}"));
+        dir
+    };
+    let dir = with("proxy_protocol = true\n");
+    assert_refused(
+        &dir,
+        &[
+            "listener[0].proxy_protocol_from",
+            "load balancers' addresses",
+        ],
+    );
+    let dir = with("proxy_protocol = true\nproxy_protocol_from = [\"10.0.0.0/8\", \"10.1/33\"]\n");
+    assert_refused(&dir, &["listener[0].proxy_protocol_from[1]", "\"10.1/33\""]);
+    let dir = with("proxy_protocol_from = [\"10.0.0.0/8\"]\n");
+    assert_refused(
+        &dir,
+        &[
+            "listener[0].proxy_protocol_from",
+            "without `proxy_protocol = true`",
+        ],
+    );
+    let dir = with("session_ticket_keys = \"secrets/tickets\"\n");
+    dir.write("secrets/tickets", [7u8; 48]);
+    assert_refused(&dir, &["listener[0].session_ticket_keys", "48 bytes"]);
+    let dir = with(
+        "proxy_protocol = true\nproxy_protocol_from = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"]\nsession_ticket_keys = \"secrets/tickets\"\n",
+    );
+    let key: Vec<u8> = (0..80u8).map(|i| i.wrapping_mul(97) ^ 0x3c).collect();
+    dir.write("secrets/tickets", key);
+    let (code, text) = check(&dir);
+    assert_eq!(code, 0, "{text}");
+}
+
+#[test]
 fn a_report_mode_pin_set_cannot_protect_a_listener() {
     let (_, _, dir) = pinned("report", "");
     edit(&dir, "pins/app.toml", "\"enforce\"", "\"report\"");

@@ -655,6 +655,8 @@ mod hardening;
 mod okhttp;
 #[path = "proxy/oncall.rs"]
 mod oncall;
+#[path = "proxy/proxy_protocol.rs"]
+mod proxy_protocol;
 #[path = "proxy/response_headers.rs"]
 mod response_headers;
 #[path = "proxy/upstream_pins.rs"]

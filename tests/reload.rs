@@ -68,11 +68,11 @@ impl Setup {
     }
 
     fn client(&self, r: &Running) -> Client {
-        Client::new(
-            r.listener("mobile").expect("listener"),
-            &self.pki.root_pem(),
-        )
-        .pin(&[&self.leaf.pin, &self.next.pin])
+        self.client_at(r.listener("mobile").expect("listener"))
+    }
+
+    fn client_at(&self, addr: SocketAddr) -> Client {
+        Client::new(addr, &self.pki.root_pem()).pin(&[&self.leaf.pin, &self.next.pin])
     }
 }
 
@@ -317,10 +317,15 @@ struct Binary {
 
 impl Binary {
     fn start(config: &Path) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    fn start_with_env(config: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Self {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pinproxy"))
             .args(["run", "-c"])
             .arg(config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -887,3 +892,8 @@ async fn editing_a_frozen_pin_set_is_rejected_on_reload_while_moving_its_expiry_
         "{warnings}"
     );
 }
+
+#[path = "reload/notify.rs"]
+mod notify;
+#[path = "reload/tickets.rs"]
+mod tickets;

@@ -106,6 +106,10 @@ pub struct Listener {
     pub certs: Vec<CertSpec>,
     /// Where a request's app version is read (adoption per pin set).
     pub app_version: Option<AppVersionFrom>,
+    /// `Some` when connections must start with a PROXY protocol header.
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// A file of shared session-ticket keys (first encrypts, all decrypt); `None`: per process.
+    pub session_ticket_keys: Option<PathBuf>,
 }
 
 /// Where the app version of a request is read; checked to compile, compiled at snapshot build.
@@ -115,6 +119,20 @@ pub enum AppVersionFrom {
     Header(String),
     /// A pattern on `User-Agent` whose first capture group is the version.
     UserAgent(String),
+}
+
+/// `proxy_protocol = true` with the peers allowed to send the header (the load balancers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    pub from: Vec<ipnet::IpNet>,
+}
+
+impl ProxyProtocol {
+    /// Whether `peer` may send a PROXY header; IPv4 peers of a `[::]` socket match IPv4 ranges.
+    pub fn allows(&self, peer: std::net::IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.from.iter().any(|net| net.contains(&peer))
+    }
 }
 
 /// One `[[listener.cert]]`, paths resolved against the config directory.

@@ -215,8 +215,11 @@ pub struct RawListener {
     pub pin_sets: Vec<String>,
     #[serde(default)]
     pub cert: Vec<RawCert>,
-    /// Reserved (DESIGN.md §8): parsed so the name is taken, rejected until built.
-    pub proxy_protocol: Option<bool>,
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    #[serde(default)]
+    pub proxy_protocol_from: Vec<String>,
+    pub session_ticket_keys: Option<PathBuf>,
     pub app_version: Option<RawAppVersion>,
 }
 

@@ -213,13 +213,7 @@ impl Validator<'_> {
                     format!("\"{}\" is used by another listener", l.name),
                 );
             }
-            if l.proxy_protocol.is_some() {
-                self.err(
-                    Kind::Validation,
-                    format!("{at}.proxy_protocol"),
-                    "is reserved and not available in this version; remove it",
-                );
-            }
+            let proxy_protocol = self.proxy_protocol(&at, l.proxy_protocol, &l.proxy_protocol_from);
             let listen = self.addr(&format!("{at}.listen"), &l.listen);
             if let Some(a) = listen.filter(|a| a.port() != 0)
                 && !addrs.insert(a)
@@ -319,6 +313,8 @@ impl Validator<'_> {
                     pin_sets: l.pin_sets,
                     certs,
                     app_version,
+                    proxy_protocol,
+                    session_ticket_keys: l.session_ticket_keys.map(|p| self.dir.join(p)),
                 });
             }
         }
@@ -403,6 +399,47 @@ impl Validator<'_> {
                 );
                 None
             }
+        }
+    }
+
+    /// `proxy_protocol` needs the load balancers' addresses: a header from anyone else would let
+    /// any client choose the address X-Forwarded-For and the access log show.
+    fn proxy_protocol(&mut self, at: &str, on: bool, from: &[String]) -> Option<ProxyProtocol> {
+        let mut nets = Vec::new();
+        for (k, s) in from.iter().enumerate() {
+            // A bare address is a one-host range, as nginx's set_real_ip_from takes it.
+            let net = s
+                .parse::<ipnet::IpNet>()
+                .ok()
+                .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from));
+            match net {
+                Some(n) => nets.push(n.trunc()),
+                None => self.err(
+                    Kind::Validation,
+                    format!("{at}.proxy_protocol_from[{k}]"),
+                    format!("\"{s}\" is not an address or CIDR range like \"10.0.0.0/8\""),
+                ),
+            }
+        }
+        match (on, from.is_empty()) {
+            (true, true) => {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.proxy_protocol_from"),
+                    "name the load balancers' addresses (CIDRs): only they may send a PROXY header",
+                );
+                None
+            }
+            (true, false) => Some(ProxyProtocol { from: nets }),
+            (false, false) => {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.proxy_protocol_from"),
+                    "has no effect without `proxy_protocol = true`",
+                );
+                None
+            }
+            (false, true) => None,
         }
     }
 

@@ -8,6 +8,7 @@
 mod activity;
 mod handler;
 mod headers;
+mod proxy_protocol;
 mod request_id;
 mod response_headers;
 mod semantics;
@@ -111,13 +112,18 @@ impl Drop for OpenGuard {
 
 async fn serve_connection(
     listener: Arc<str>,
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     peer: SocketAddr,
     (tls, limits): (Arc<ListenerTls>, Limits),
     live: Arc<Live>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let metrics = &live.shared.metrics;
+    // Behind an L4 balancer the client address comes from the PROXY header, before TLS.
+    let timeout = limits.tls_handshake_timeout;
+    let Some(peer) = proxy_protocol::client(&mut tcp, peer, &listener, &live, timeout).await else {
+        return;
+    };
     let acceptor = TlsAcceptor::from(tls.config.clone());
     let stream =
         match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await {

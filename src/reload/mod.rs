@@ -30,6 +30,10 @@ pub struct ReloadStatus {
     failed_digest: Mutex<Option<String>>,
     /// Attempts so far, whatever their outcome (unchanged ones included).
     attempts: AtomicU64,
+    /// Attempts begun and completed (outcome known, swap done): `READY=1` after SIGHUP waits
+    /// for one that began after the signal to complete.
+    started: AtomicU64,
+    finished: AtomicU64,
     last_trigger: Mutex<Option<&'static str>>,
     last_outcome: Mutex<Option<&'static str>>,
     /// The config the process started with: what its sockets are bound to.
@@ -51,6 +55,8 @@ impl ReloadStatus {
             last_error: Mutex::new(None),
             failed_digest: Mutex::new(None),
             attempts: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
             last_trigger: Mutex::new(None),
             last_outcome: Mutex::new(None),
             boot: OnceLock::new(),
@@ -71,6 +77,16 @@ impl ReloadStatus {
             last_outcome: *lock(&self.last_outcome),
             needs_restart: lock(&self.needs_restart).clone(),
         }
+    }
+
+    /// Reload attempts begun so far (reloads run one at a time).
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Acquire)
+    }
+
+    /// Reload attempts completed so far (swapped, unchanged or rejected).
+    pub fn finished(&self) -> u64 {
+        self.finished.load(Ordering::Acquire)
     }
 
     /// Files a rejected config named beyond those of the running snapshot: the watcher follows
@@ -125,6 +141,7 @@ impl Outcome {
 
 /// Rebuilds from `path` and swaps the result in if it differs from what runs.
 pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: Trigger) -> Outcome {
+    status.started.fetch_add(1, Ordering::AcqRel);
     let cur = live.current();
     let boot = status.boot.get_or_init(|| cur.config.clone()).clone();
     let metrics = &live.shared.metrics;
@@ -249,6 +266,7 @@ pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: Trigger)
         }
     };
     *lock(&status.last_outcome) = Some(outcome.as_str());
+    status.finished.fetch_add(1, Ordering::Release);
     outcome
 }
 

@@ -6,6 +6,7 @@
 
 mod rules;
 mod server;
+pub mod tickets;
 mod upstream;
 
 use std::sync::Arc;

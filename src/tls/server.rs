@@ -119,7 +119,7 @@ pub fn build_listener(
         return Err(problems);
     }
     let resolver = Arc::new(resolver(listener, &certs));
-    let server_config = server_config(provider, resolver.clone()).map_err(|e| {
+    let mut server_config = server_config(provider, resolver.clone()).map_err(|e| {
         Problem::error(
             Kind::Tls,
             &config.file,
@@ -127,6 +127,16 @@ pub fn build_listener(
             e.to_string(),
         )
     })?;
+    if let Some(path) = &listener.session_ticket_keys {
+        server_config.ticketer = super::tickets::load(path, files).map_err(|m| {
+            Problem::error(
+                Kind::File,
+                &config.file,
+                format!("listener[{li}].session_ticket_keys"),
+                m,
+            )
+        })?;
+    }
     Ok((
         ListenerTls {
             name: listener.name.clone(),
