@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use http::header::{HeaderMap, HeaderName};
 
-use crate::config::{AuthKind, AuthMode, AuthPolicy, KeyFile};
+use crate::config::{AuthKind, AuthMode, AuthPolicy, Config, KeyFile};
 use crate::diag::{Kind, Problem, Problems};
 use crate::files::Files;
 
@@ -143,22 +143,7 @@ impl Policy {
                         format!("{}: {n}", path.display()),
                     ));
                 }
-                if let Some(max) = j.max_key_age
-                    && let Some(age) = file_age(path, now)
-                    && age > max
-                {
-                    warnings.push(Problem::warning(
-                        Kind::File,
-                        config_file,
-                        &field,
-                        format!(
-                            "{} was last written {} ago, longer than max_key_age ({}): is the job that refreshes it still running?",
-                            path.display(),
-                            humantime::format_duration(Duration::from_secs(age.as_secs())),
-                            humantime::format_duration(max)
-                        ),
-                    ));
-                }
+                warnings.extend(stale_key_file(policy, config_file, now));
                 Checker::Jwt(jwt::JwtVerifier::new(j, set))
             }
         };
@@ -217,6 +202,38 @@ impl Policy {
             return Err(Failure::new(AuthResult::Missing, "empty token"));
         }
         Ok(v)
+    }
+}
+
+/// Key files older than their policy's `max_key_age`: a warning at every load, and at every
+/// scheduled expiry sweep (a stopped refresh job changes no file, so no reload would notice).
+pub fn stale_key_files(config: &Config, now: SystemTime) -> Problems {
+    let mut out = Problems::default();
+    for p in config.auth.values() {
+        out.extend(stale_key_file(p, &config.file, now));
+    }
+    out
+}
+
+fn stale_key_file(policy: &AuthPolicy, config_file: &Path, now: SystemTime) -> Problems {
+    let AuthKind::Jwt(j) = &policy.kind else {
+        return Problems::default();
+    };
+    let path = j.keys.path();
+    match (j.max_key_age, file_age(path, now)) {
+        (Some(max), Some(age)) if age > max => Problem::warning(
+            Kind::File,
+            config_file,
+            format!("auth.{}.{}", policy.name, j.keys.field()),
+            format!(
+                "{} was last written {} ago, longer than max_key_age ({}): is the job that refreshes it still running?",
+                path.display(),
+                humantime::format_duration(Duration::from_secs(age.as_secs())),
+                humantime::format_duration(max)
+            ),
+        )
+        .into(),
+        _ => Problems::default(),
     }
 }
 
