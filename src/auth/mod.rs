@@ -248,3 +248,53 @@ fn unix_now() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::JwtPolicy;
+
+    #[test]
+    fn a_key_file_older_than_max_key_age_is_a_warning_naming_policy_and_field() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("jwks.json");
+        let file = std::fs::File::create(&path).expect("file");
+        let now = SystemTime::now();
+        file.set_modified(now - Duration::from_secs(7 * 3600))
+            .expect("mtime");
+        let policy = AuthPolicy {
+            name: "appcheck".into(),
+            mode: AuthMode::Enforce,
+            header: HeaderName::from_static("x-firebase-appcheck"),
+            bearer: false,
+            forward_token: false,
+            kind: AuthKind::Jwt(Box::new(JwtPolicy {
+                keys: KeyFile::Jwks(path),
+                algorithms: vec![jsonwebtoken::Algorithm::RS256],
+                issuer: None,
+                audience: vec![],
+                leeway: Duration::from_secs(30),
+                max_token_age: None,
+                max_key_age: Some(Duration::from_secs(6 * 3600)),
+                bind_header: None,
+                required_claims: BTreeMap::new(),
+                claims_to_headers: vec![],
+            })),
+        };
+        let w = stale_key_file(&policy, Path::new("config.toml"), now);
+        let text = w.warnings().map(|p| p.to_string()).collect::<String>();
+        assert!(
+            text.contains("`auth.appcheck.jwks`")
+                && text.contains("7h ago, longer than max_key_age (6h)"),
+            "{text}"
+        );
+        let fresh = stale_key_file(
+            &policy,
+            Path::new("config.toml"),
+            now - Duration::from_secs(3 * 3600),
+        );
+        assert!(fresh.0.is_empty(), "4h old is fine");
+    }
+}
