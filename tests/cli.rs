@@ -744,3 +744,66 @@ fn export_freeze_records_the_digest_and_a_changed_frozen_set_is_refused_by_check
     let (code, text) = check(&dir);
     assert_eq!(code, 0, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_tokens_are_logged_once_a_minute_per_result_and_never_verbatim() {
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let (pki, _, dir) = json_proxy(up.addr, "");
+    let digest: String = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(b"the-real-app-key")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let config = std::fs::read_to_string(dir.config_path()).expect("config");
+    dir.write(
+        "config.toml",
+        config.replace(
+            "upstream = \"backend\"\n",
+            "upstream = \"backend\"\nauth = \"appkey\"\n",
+        ) + &format!("\n[auth.appkey]\nkind = \"api_key\"\nsha256 = [\"{digest}\"]\n"),
+    );
+    let mut proc = Proc::start(&dir);
+    let addr: std::net::SocketAddr = proc.wait_for("listening")["addr"]
+        .as_str()
+        .expect("addr")
+        .parse()
+        .expect("addr");
+    let client = Client::new(addr, &pki.root_pem());
+    for _ in 0..3 {
+        let mut conn = client.connect().await.expect("connect");
+        let req = http::Request::get("/")
+            .header("host", "localhost")
+            .header("x-api-key", "sekrit-guessed-key")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request");
+        assert_eq!(conn.send(req).await.expect("reply").status, 403);
+    }
+    let first = tokio::task::spawn_blocking(move || {
+        let line = proc.wait_for("token check failed");
+        (proc, line)
+    })
+    .await
+    .expect("join");
+    let (mut proc, line) = first;
+    assert_eq!(line["route"], "/");
+    assert_eq!(line["policy"], "appkey");
+    assert_eq!(line["result"], "unknown_key");
+    assert_eq!(line["mode"], "enforce");
+    assert_eq!(line["suppressed"], 0);
+    proc.signal("TERM");
+    let log = tokio::task::spawn_blocking(move || {
+        proc.wait_exit(Duration::from_secs(20));
+        proc.rest_of_log()
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        log.matches("token check failed").count(),
+        1,
+        "the other two are held back:\n{log}"
+    );
+    assert!(!log.contains("sekrit-guessed-key"), "key leaked:\n{log}");
+    assert_eq!(up.hits(), 0);
+}

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use http::header::{HeaderMap, HeaderName};
 
-use crate::config::{AuthKind, AuthMode, AuthPolicy, KeyFile};
+use crate::config::{AuthKind, AuthMode, AuthPolicy, Config, KeyFile};
 use crate::diag::{Kind, Problem, Problems};
 use crate::files::Files;
 
@@ -143,22 +143,7 @@ impl Policy {
                         format!("{}: {n}", path.display()),
                     ));
                 }
-                if let Some(max) = j.max_key_age
-                    && let Some(age) = file_age(path, now)
-                    && age > max
-                {
-                    warnings.push(Problem::warning(
-                        Kind::File,
-                        config_file,
-                        &field,
-                        format!(
-                            "{} was last written {} ago, longer than max_key_age ({}): is the job that refreshes it still running?",
-                            path.display(),
-                            humantime::format_duration(Duration::from_secs(age.as_secs())),
-                            humantime::format_duration(max)
-                        ),
-                    ));
-                }
+                warnings.extend(stale_key_file(policy, config_file, now));
                 Checker::Jwt(jwt::JwtVerifier::new(j, set))
             }
         };
@@ -220,6 +205,38 @@ impl Policy {
     }
 }
 
+/// Key files older than their policy's `max_key_age`: a warning at every load, and at every
+/// scheduled expiry sweep (a stopped refresh job changes no file, so no reload would notice).
+pub fn stale_key_files(config: &Config, now: SystemTime) -> Problems {
+    let mut out = Problems::default();
+    for p in config.auth.values() {
+        out.extend(stale_key_file(p, &config.file, now));
+    }
+    out
+}
+
+fn stale_key_file(policy: &AuthPolicy, config_file: &Path, now: SystemTime) -> Problems {
+    let AuthKind::Jwt(j) = &policy.kind else {
+        return Problems::default();
+    };
+    let path = j.keys.path();
+    match (j.max_key_age, file_age(path, now)) {
+        (Some(max), Some(age)) if age > max => Problem::warning(
+            Kind::File,
+            config_file,
+            format!("auth.{}.{}", policy.name, j.keys.field()),
+            format!(
+                "{} was last written {} ago, longer than max_key_age ({}): is the job that refreshes it still running?",
+                path.display(),
+                humantime::format_duration(Duration::from_secs(age.as_secs())),
+                humantime::format_duration(max)
+            ),
+        )
+        .into(),
+        _ => Problems::default(),
+    }
+}
+
 /// How long ago the file was last written, if the file system says.
 fn file_age(path: &Path, now: SystemTime) -> Option<Duration> {
     let modified = std::fs::metadata(path).ok()?.modified().ok()?;
@@ -230,4 +247,54 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::JwtPolicy;
+
+    #[test]
+    fn a_key_file_older_than_max_key_age_is_a_warning_naming_policy_and_field() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("jwks.json");
+        let file = std::fs::File::create(&path).expect("file");
+        let now = SystemTime::now();
+        file.set_modified(now - Duration::from_secs(7 * 3600))
+            .expect("mtime");
+        let policy = AuthPolicy {
+            name: "appcheck".into(),
+            mode: AuthMode::Enforce,
+            header: HeaderName::from_static("x-firebase-appcheck"),
+            bearer: false,
+            forward_token: false,
+            kind: AuthKind::Jwt(Box::new(JwtPolicy {
+                keys: KeyFile::Jwks(path),
+                algorithms: vec![jsonwebtoken::Algorithm::RS256],
+                issuer: None,
+                audience: vec![],
+                leeway: Duration::from_secs(30),
+                max_token_age: None,
+                max_key_age: Some(Duration::from_secs(6 * 3600)),
+                bind_header: None,
+                required_claims: BTreeMap::new(),
+                claims_to_headers: vec![],
+            })),
+        };
+        let w = stale_key_file(&policy, Path::new("config.toml"), now);
+        let text = w.warnings().map(|p| p.to_string()).collect::<String>();
+        assert!(
+            text.contains("`auth.appcheck.jwks`")
+                && text.contains("7h ago, longer than max_key_age (6h)"),
+            "{text}"
+        );
+        let fresh = stale_key_file(
+            &policy,
+            Path::new("config.toml"),
+            now - Duration::from_secs(3 * 3600),
+        );
+        assert!(fresh.0.is_empty(), "4h old is fine");
+    }
 }

@@ -98,6 +98,11 @@ impl Sweeper {
     pub fn sweep(&self, live: &Live, reason: Reason) -> SweepSummary {
         let snap = live.current();
         let found = collect(&snap, SystemTime::now());
+        if reason == Reason::Scheduled {
+            for w in crate::auth::stale_key_files(&snap.config, SystemTime::now()).warnings() {
+                tracing::warn!("{w}");
+            }
+        }
         self.apply(
             &live.shared.metrics,
             &snap.config.expiry,

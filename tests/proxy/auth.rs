@@ -285,18 +285,26 @@ async fn a_key_rotated_by_swapping_the_jwks_file_is_used_without_a_restart() {
     ));
     s.dir.write("keys/jwks.json", jwks(&m, &["old"]));
     let r = s.start().await;
-    let client = s.client(&r).h2();
-    let call = |name: &'static str| {
-        let client = client.clone();
-        let bearer = format!("Bearer {}", token(&m, name));
-        async move {
-            send(&client, "/", &[("authorization", &bearer)])
-                .await
-                .status
-        }
+    let bearer = |name: &str| format!("Bearer {}", token(&m, name));
+    let h1 = s.client(&r);
+    // One HTTP/2 connection held open across the swap: its next request sees the new keys.
+    let mut h2 = s.client(&r).h2().connect().await.expect("h2 connection");
+    let mut on_h2 = async |name: &str| {
+        let mut req: Request<Full<Bytes>> = get("localhost", "/", true);
+        req.headers_mut().insert(
+            "authorization",
+            http::HeaderValue::from_str(&bearer(name)).expect("value"),
+        );
+        h2.send(req).await.expect("h2 request").status
     };
-    assert_eq!(call("by_old").await, 200);
-    assert_eq!(call("by_new").await, 401);
+    assert_eq!(on_h2("by_old").await, 200);
+    assert_eq!(on_h2("by_new").await, 401);
+    let on_h1 = async |name: &str| {
+        send(&h1, "/", &[("authorization", &bearer(name))])
+            .await
+            .status
+    };
+    assert_eq!(on_h1("by_new").await, 401);
 
     let g = common::reload::generation(r.admin).await;
     // What a sidecar does: write aside, rename over.
@@ -308,9 +316,12 @@ async fn a_key_rotated_by_swapping_the_jwks_file_is_used_without_a_restart() {
     .expect("rename");
     common::reload::wait_generation(r.admin, g + 1).await;
 
-    assert_eq!(call("by_new").await, 200);
-    assert_eq!(call("by_old").await, 401);
-    assert_eq!(auth_count(&r, "app", "unknown_key").await, 2.0);
+    assert_eq!(on_h2("by_new").await, 200, "same connection, new keys");
+    assert_eq!(on_h2("by_old").await, 401);
+    assert_eq!(on_h1("by_new").await, 200);
+    assert_eq!(on_h1("by_old").await, 401);
+    assert_eq!(auth_count(&r, "app", "unknown_key").await, 4.0);
+    assert_eq!(auth_count(&r, "app", "ok").await, 3.0);
 }
 
 /// 64 bytes, base64 as `approov secret -get base64` prints it.
