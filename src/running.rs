@@ -54,14 +54,38 @@ pub fn adoption_lines(config: &Config) -> String {
                 )
             })
             .collect();
+        let name = l["name"].as_str().unwrap_or("?");
         let _ = writeln!(
             text,
-            "adoption on listener {} (last {}h, {} requests, proxy at {admin}): {}",
-            l["name"].as_str().unwrap_or("?"),
+            "adoption on listener {name} (last {}h, {} requests, proxy at {admin}): {}",
             a["window_hours"].as_u64().unwrap_or(0),
             a["requests"].as_u64().unwrap_or(0),
             sets.join(", ")
         );
+        for b in a["backups"].as_array().into_iter().flatten() {
+            let share = b["share"]
+                .as_f64()
+                .map_or("-".to_string(), |x| format!("{:.2} %", x * 100.0));
+            let verdict = if b["safe_to_switch"].as_bool() == Some(true) {
+                "safe to switch to"
+            } else {
+                "not yet safe to switch to (needs 99.9 %)"
+            };
+            let _ = writeln!(
+                text,
+                "  backup \"{}\" ({}): shipped by {} = {share} of requests; {verdict}",
+                b["label"].as_str().unwrap_or("?"),
+                b["pin"].as_str().unwrap_or("?"),
+                b["pin_sets"]
+                    .as_array()
+                    .map(|v| v
+                        .iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default(),
+            );
+        }
     }
     text
 }

@@ -254,7 +254,7 @@ pub fn build(
             })
             .collect(),
     );
-    let adoption = crate::adoption::build(&config, &shared.metrics, &shared.adoption);
+    let adoption = crate::adoption::build(&config, &listeners, &shared.metrics, &shared.adoption);
     Ok(Snapshot {
         generation,
         adoption,

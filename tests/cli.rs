@@ -807,3 +807,55 @@ async fn refused_tokens_are_logged_once_a_minute_per_result_and_never_verbatim()
     assert!(!log.contains("sekrit-guessed-key"), "key leaked:\n{log}");
     assert_eq!(up.hits(), 0);
 }
+
+#[test]
+fn app_version_sources_and_ranges_are_validated_naming_the_field() {
+    let cases = [
+        (
+            "app_version = { header = \"X App Version\" }",
+            "`listener[0].app_version.header`: \"X App Version\" is not a header name",
+        ),
+        (
+            "app_version = { user_agent = \"MyShop/\\\\S+\" }",
+            "`listener[0].app_version.user_agent`: \"MyShop/\\S+\" has no capture group",
+        ),
+        (
+            "app_version = { header = \"X-App-Version\", user_agent = \"MyShop/(\\\\S+)\" }",
+            "`listener[0].app_version`: give exactly one of `header`",
+        ),
+    ];
+    for (line, needle) in cases {
+        let (_pki, _leaf, dir) = pinned("appversion", "");
+        edit(
+            &dir,
+            "config.toml",
+            "pin_sets = [\"app\"]\n",
+            &format!("pin_sets = [\"app\"]\n{line}\n"),
+        );
+        assert_refused(&dir, &[needle]);
+    }
+
+    let (_pki, _leaf, dir) = pinned("appversion", "");
+    edit(
+        &dir,
+        "config.toml",
+        "pin_sets = [\"app\"]\n",
+        "pin_sets = [\"app\"]\napp_version = { header = \"X-App-Version\" }\n",
+    );
+    let (code, text) = check(&dir);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("none of this listener's pin sets has `app_versions`"),
+        "{text}"
+    );
+    edit(
+        &dir,
+        "pins/app.toml",
+        "mode = ",
+        "app_versions = \"4.x.y\"\nmode = ",
+    );
+    assert_refused(
+        &dir,
+        &["pins/app.toml: `app_versions`: \"4.x.y\" is not a version range"],
+    );
+}

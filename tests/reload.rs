@@ -897,3 +897,124 @@ async fn editing_a_frozen_pin_set_is_rejected_on_reload_while_moving_its_expiry_
 mod notify;
 #[path = "reload/tickets.rs"]
 mod tickets;
+
+#[tokio::test]
+async fn rotating_to_a_shipped_backup_lists_the_backups_left_and_warns_when_only_the_old_key_remains()
+ {
+    let s = Setup::new("").await;
+    // "app" ships the served key, the next key and an offline backup; "app-lean" only the two keys.
+    s.dir.write(
+        "pins/app-lean.toml",
+        pin_set_text(
+            "2099-01-01",
+            &[
+                (&s.leaf.pin, "current", "key"),
+                (&s.next.pin, "next", "key"),
+            ],
+        ),
+    );
+    s.dir.write(
+        "config.toml",
+        s.config("/v1", "")
+            .replace("pin_sets = [\"app\"]", "pin_sets = [\"app\", \"app-lean\"]"),
+    );
+    let r = s.start().await;
+    let g0 = generation(r.admin).await;
+    assert_eq!(
+        reload_status(r.admin).await["last_rotation"],
+        serde_json::json!([])
+    );
+
+    // Rotate: serve the key both sets shipped as "next".
+    s.dir.write_cert("api", &s.next);
+    wait_generation(r.admin, g0 + 1).await;
+    let rotation = reload_status(r.admin).await["last_rotation"].clone();
+    let first = &rotation[0];
+    assert_eq!(
+        first["from"],
+        format!("sha256/{}", s.leaf.pin),
+        "{rotation}"
+    );
+    assert_eq!(first["to"], format!("sha256/{}", s.next.pin), "{rotation}");
+    let set = |name: &str| {
+        first["pin_sets"]
+            .as_array()
+            .expect("pin_sets")
+            .iter()
+            .find(|p| p["pin_set"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {rotation}"))
+    };
+    let app = set("app");
+    assert_eq!(
+        app["backups"],
+        serde_json::json!(["current", "backup"]),
+        "{app}"
+    );
+    assert!(app["warning"].is_null(), "{app}");
+    let lean = set("app-lean");
+    assert_eq!(lean["backups"], serde_json::json!(["current"]), "{lean}");
+    let warning = lean["warning"].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("the only backup left in pin set app-lean is \"current\", the key just rotated away from")
+            && warning.contains("pinproxy keygen"),
+        "{lean}"
+    );
+}
+
+#[tokio::test]
+async fn an_edit_of_the_app_file_a_pin_set_reads_is_reloaded_and_gated() {
+    let s = Setup::new("").await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinproxy"))
+        .args(["export", "--pin-set", "app", "--format", "android"])
+        .args(["--domain", "localhost", "-c"])
+        .arg(s.config_path())
+        .output()
+        .expect("export");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nsc = String::from_utf8(out.stdout).expect("utf-8");
+    s.dir.write("app/nsc.xml", &nsc);
+    s.dir.write(
+        "pins/app.toml",
+        "from = \"app/nsc.xml\"\ndomain = \"localhost\"\n",
+    );
+    let r = s.start().await;
+    let g0 = generation(r.admin).await;
+    let pins_in_status = |body: String| {
+        let doc: serde_json::Value = serde_json::from_str(&body).expect("json");
+        doc["pin_sets"][0]["pins"]
+            .as_array()
+            .expect("pins")
+            .iter()
+            .map(|p| p["label"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        pins_in_status(admin_get(r.admin, "/status").await.1),
+        ["current", "next", "backup"]
+    );
+
+    // The app drops its offline backup: the proxy follows the app file.
+    let backup = format!("<pin digest=\"SHA-256\">{}</pin>", backup_pin(1));
+    assert!(nsc.contains(&backup), "{nsc}");
+    std::fs::write(s.dir.path().join("app/nsc.xml"), nsc.replace(&backup, "")).expect("edit nsc");
+    let g1 = wait_generation(r.admin, g0 + 1).await;
+    assert_eq!(
+        pins_in_status(admin_get(r.admin, "/status").await.1),
+        ["current", "next"]
+    );
+
+    // An app file without the served key is refused like a TOML set; the old state serves.
+    let current = format!("<pin digest=\"SHA-256\">{}</pin>", s.leaf.pin);
+    std::fs::write(
+        s.dir.path().join("app/nsc.xml"),
+        nsc.replace(&backup, "").replace(&current, ""),
+    )
+    .expect("edit nsc");
+    wait_failures(r.admin, "pin_rules", 1.0).await;
+    assert_old_state_serves(&s, &r, g1).await;
+}

@@ -19,6 +19,8 @@ use semver::{Version, VersionReq};
 
 use crate::config::{AppVersionFrom, Config};
 use crate::metrics::Metrics;
+use crate::pin::Pin;
+use crate::tls::ListenerTls;
 pub use window::{Buckets, HOURS, Window, current_hour};
 
 /// The label of requests whose version is missing or maps to no pin set.
@@ -28,6 +30,8 @@ pub const UNKNOWN: &str = "unknown";
 #[derive(Debug)]
 pub struct ListenerAdoption {
     source: Source,
+    /// Pins of the listener's pin sets that no served chain uses: where a rotation can go.
+    backups: Vec<Backup>,
     /// In the listener's `pin_sets` order; a version counts for the first range it is in.
     sets: Vec<SetCount>,
     unknown: SetCount,
@@ -38,6 +42,18 @@ enum Source {
     Header(HeaderName),
     UserAgent(Regex),
 }
+
+#[derive(Debug)]
+struct Backup {
+    pin: Pin,
+    label: String,
+    /// The listener's pin sets that ship it.
+    sets: Vec<String>,
+}
+
+/// The share of requests from apps that already ship a backup key before a switch to it is
+/// safe: the rest would fail their pin check (the runbook's 99.9 %).
+pub const SWITCH_SHARE: f64 = 0.999;
 
 #[derive(Debug)]
 struct SetCount {
@@ -60,6 +76,7 @@ pub struct Share {
 /// Builds the adoption table of every listener with an `app_version` source.
 pub fn build(
     config: &Config,
+    served: &HashMap<String, Arc<ListenerTls>>,
     metrics: &Metrics,
     window: &Window,
 ) -> HashMap<String, Arc<ListenerAdoption>> {
@@ -90,10 +107,30 @@ pub fn build(
             .filter_map(|n| config.pin_sets.get(n))
             .filter_map(|s| s.app_versions.clone().map(|r| count(&s.name, Some(r))))
             .collect();
+        let in_use: Vec<Pin> = served
+            .get(&l.name)
+            .into_iter()
+            .flat_map(|t| t.certs.iter())
+            .flat_map(|c| c.path.iter().map(|i| i.pin))
+            .collect();
+        let mut backups: Vec<Backup> = Vec::new();
+        for set in l.pin_sets.iter().filter_map(|n| config.pin_sets.get(n)) {
+            for p in set.pins.iter().filter(|p| !in_use.contains(&p.pin)) {
+                match backups.iter_mut().find(|b| b.pin == p.pin) {
+                    Some(b) => b.sets.push(set.name.clone()),
+                    None => backups.push(Backup {
+                        pin: p.pin,
+                        label: p.label.clone(),
+                        sets: vec![set.name.clone()],
+                    }),
+                }
+            }
+        }
         out.insert(
             l.name.clone(),
             Arc::new(ListenerAdoption {
                 source,
+                backups,
                 sets,
                 unknown: count(UNKNOWN, None),
             }),
@@ -166,8 +203,29 @@ impl ListenerAdoption {
                 })
             })
             .collect();
+        // Per backup pin: the share of requests whose app ships it, the runbook's switch test.
+        let backups: Vec<serde_json::Value> = self
+            .backups
+            .iter()
+            .map(|b| {
+                let share = shares
+                    .iter()
+                    .filter(|s| b.sets.contains(&s.pin_set))
+                    .filter_map(|s| s.share)
+                    .sum::<f64>();
+                let share = (total > 0).then_some((share * 10_000.0).round() / 10_000.0);
+                serde_json::json!({
+                    "pin": b.pin.to_prefixed(),
+                    "label": b.label,
+                    "pin_sets": b.sets,
+                    "share": share,
+                    "safe_to_switch": share.is_some_and(|x| x >= SWITCH_SHARE),
+                })
+            })
+            .collect();
         serde_json::json!({
             "window_hours": HOURS,
+            "backups": backups,
             "source": match &self.source {
                 Source::Header(h) => format!("header {h}"),
                 Source::UserAgent(re) => format!("user_agent {re}"),

@@ -296,6 +296,17 @@ impl Validator<'_> {
             let app_version = l
                 .app_version
                 .and_then(|a| self.app_version(&format!("{at}.app_version"), a));
+            if let (Some(_), Some(sets)) = (&app_version, pin_sets)
+                && !l
+                    .pin_sets
+                    .iter()
+                    .any(|ps| sets.get(ps).is_some_and(|s| s.app_versions.is_some()))
+            {
+                self.warn(
+                    format!("{at}.app_version"),
+                    "none of this listener's pin sets has `app_versions`: every request counts as pin_set=\"unknown\"",
+                );
+            }
             if let (None, Some(sets)) = (&app_version, pin_sets) {
                 for (j, ps) in l.pin_sets.iter().enumerate() {
                     if sets.get(ps).is_some_and(|s| s.app_versions.is_some()) {

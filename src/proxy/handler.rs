@@ -114,7 +114,11 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     ctx.activity.request_started();
     let snap = live.current();
-    if let Some(adoption) = snap.adoption.get(&*ctx.listener) {
+    // Most configs map no app versions: skip even the lookup then.
+    if let Some(adoption) = (!snap.adoption.is_empty())
+        .then(|| snap.adoption.get(&*ctx.listener))
+        .flatten()
+    {
         adoption.count(req.headers());
     }
     let mut rec = Record {

@@ -5,6 +5,7 @@
 //! a no-op event is not a reload and reverting a bad edit recovers. A failed reload changes
 //! nothing but the reload metrics, the status, and one error log naming file and field.
 
+mod rotation;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +44,8 @@ pub struct ReloadStatus {
     /// Files the last failed attempt read or looked for, so the watcher also follows files
     /// that a rejected config names (a referenced file that does not exist yet).
     attempted: Mutex<Vec<PathBuf>>,
+    /// The key rotations of the last reload that rotated one, with the backups left.
+    last_rotation: Mutex<Vec<rotation::Rotation>>,
 }
 
 impl ReloadStatus {
@@ -62,6 +65,7 @@ impl ReloadStatus {
             boot: OnceLock::new(),
             needs_restart: Mutex::new(Vec::new()),
             attempted: Mutex::new(Vec::new()),
+            last_rotation: Mutex::new(Vec::new()),
         }
     }
 
@@ -76,6 +80,7 @@ impl ReloadStatus {
             last_trigger: *lock(&self.last_trigger),
             last_outcome: *lock(&self.last_outcome),
             needs_restart: lock(&self.needs_restart).clone(),
+            last_rotation: lock(&self.last_rotation).clone(),
         }
     }
 
@@ -107,6 +112,8 @@ pub struct ReloadView {
     pub last_trigger: Option<&'static str>,
     pub last_outcome: Option<&'static str>,
     pub needs_restart: Vec<String>,
+    /// The last reload that moved a served certificate to another key: the backups left.
+    pub last_rotation: Vec<rotation::Rotation>,
 }
 
 impl Default for ReloadStatus {
@@ -208,6 +215,13 @@ pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: Trigger)
             let generation = next.generation;
             let changes = Changes::between(&cur, &next);
             log_changes(&cur, &next);
+            let rotated = rotation::rotations(&cur, &next);
+            for r in &rotated {
+                r.log();
+            }
+            if !rotated.is_empty() {
+                *lock(&status.last_rotation) = rotated;
+            }
             let pending = needs_restart(&boot, &next.config);
             {
                 let mut known = lock(&status.needs_restart);

@@ -99,6 +99,15 @@ async fn requests_with_mixed_app_versions_are_counted_per_pin_set_over_http1_and
     assert_eq!(share("app"), 0.375);
     assert_eq!(share("app-5"), 0.25);
     assert_eq!(share("unknown"), 0.375);
+    // Each backup key ships in one set: switching to either would fail most apps.
+    let backups = adoption["backups"].as_array().expect("backups");
+    assert_eq!(backups.len(), 2, "{adoption}");
+    assert_eq!(backups[0]["label"], "backup");
+    assert_eq!(backups[0]["pin_sets"], serde_json::json!(["app"]));
+    assert_eq!(backups[0]["share"], 0.375);
+    assert_eq!(backups[0]["safe_to_switch"], false);
+    assert_eq!(backups[1]["pin_sets"], serde_json::json!(["app-5"]));
+    assert_eq!(backups[1]["share"], 0.25);
 
     // `check` reads the running proxy's figures from the admin address in the config.
     let config = std::fs::read_to_string(s.dir.config_path()).expect("config");
@@ -116,6 +125,14 @@ async fn requests_with_mixed_app_versions_are_counted_per_pin_set_over_http1_and
         report.text.contains(&format!(
             "adoption on listener mobile (last 24h, 8 requests, proxy at {}): app 37.50 % (3), app-5 25.00 % (2), unknown 37.50 % (3)",
             r.admin
+        )),
+        "{}",
+        report.text
+    );
+    assert!(
+        report.text.contains(&format!(
+            "  backup \"backup 5\" (sha256/{}): shipped by app-5 = 25.00 % of requests; not yet safe to switch to (needs 99.9 %)",
+            backup_pin(2)
         )),
         "{}",
         report.text
