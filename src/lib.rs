@@ -5,7 +5,7 @@
 //! - L1 [`tls`]: rustls server configs under the pin rules, upstream verifiers
 //! - L2 [`upstream`], [`tool`]: pooled upstream clients; pin computation and keygen
 //! - L3 [`snapshot`], [`routes`]: everything one config generation needs to serve, built whole
-//! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`], [`inventory`], [`probe`], [`check`]: readers of the current snapshot
+//! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`], [`inventory`], [`probe`], [`status_page`], [`check`]: readers of the current snapshot
 //! - L5 [`run`]: wiring, start-up and shutdown
 
 pub mod admin;
@@ -26,6 +26,7 @@ pub mod reload;
 pub mod routes;
 pub mod run;
 pub mod snapshot;
+pub mod status_page;
 pub mod tls;
 pub mod tool;
 pub mod upstream;
