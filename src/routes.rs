@@ -88,6 +88,7 @@ mod tests {
             strip_prefix: strip,
             preserve_host: false,
             timeout: std::time::Duration::from_secs(1),
+            host_header: None,
         }
     }
 

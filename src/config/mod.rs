@@ -115,6 +115,8 @@ pub struct Route {
     pub strip_prefix: bool,
     pub preserve_host: bool,
     pub timeout: Duration,
+    /// Overrides the upstream's Host for this route (`host_header`).
+    pub host_header: Option<Authority>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -231,6 +231,7 @@ pub struct RawRoute {
     pub preserve_host: bool,
     #[serde(with = "humantime_serde", default)]
     pub timeout: Option<Duration>,
+    pub host_header: Option<String>,
 }
 
 #[derive(Deserialize)]

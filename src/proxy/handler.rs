@@ -207,10 +207,15 @@ async fn forward(
         .scheme(if up.tls { "https" } else { "http" })
         // The upstream's Host (HTTP/1.1) or :authority (HTTP/2); the connection still goes
         // to the url's address.
-        .authority(match (&up.host_header, route.preserve_host) {
-            (Some(h), false) => h.clone(),
-            _ => up.authority.clone(),
-        })
+        .authority(
+            match (
+                route.host_header.as_ref().or(up.host_header.as_ref()),
+                route.preserve_host,
+            ) {
+                (Some(h), false) => h.clone(),
+                _ => up.authority.clone(),
+            },
+        )
         .path_and_query(path_and_query)
         .build()
         .map_err(|_| Refusal::DotSegments)?;

@@ -291,10 +291,16 @@ async fn a_flood_of_ip_address_sni_handshakes_writes_no_log_line_per_handshake()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_no_op_sighup_is_logged_and_a_reload_says_what_changed() {
+async fn start_up_lists_what_is_served_and_reloads_say_what_changed_even_when_nothing_did() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let (_, leaf, dir) = json_proxy(up.addr, "");
+    let (pki, leaf, dir) = json_proxy(up.addr, "");
     let mut proc = Proc::start(&dir);
+    let served = proc.wait_for("serving certificate");
+    assert_eq!(served["listener"], "mobile");
+    assert_eq!(served["pin"], format!("sha256/{}", leaf.pin).as_str());
+    assert!(served["not_after"].is_string() && served["serial"].is_string());
+    let matches = proc.wait_for("pin set matches");
+    assert_eq!(matches["matched"], "\"current\" on the leaf", "{matches}");
     let _ = listening(&mut proc, "listening");
     proc.signal("HUP");
     let noop = proc.wait_for("reload: files match the running config; nothing to do");
@@ -315,4 +321,15 @@ async fn a_no_op_sighup_is_logged_and_a_reload_says_what_changed() {
     assert_eq!(done["files"], "pins/app.toml", "{done}");
     assert_eq!(done["routes"], "-");
     assert_eq!(done["certificates"], "-");
+
+    // A renewal on the same key is told apart from a rotation.
+    let key = rcgen::KeyPair::from_pem(&leaf.key_pem).expect("key");
+    dir.write_cert("api", &pki.leaf_with_key(&["localhost"], key, 120));
+    proc.signal("HUP");
+    let renewed = proc.wait_for("config reloaded");
+    assert_eq!(renewed["files"], "certs/api.pem", "{renewed}");
+    assert_eq!(
+        renewed["certificates"], "mobile listener[0].cert[0] (renewal)",
+        "{renewed}"
+    );
 }

@@ -46,18 +46,34 @@ async fn the_upstream_gets_server_name_as_host_and_host_header_overrides_it() {
         }
     }
 
+    // An upstream's host_header, and a route's over it.
     let plain = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s2 = Setup::new(&pay_route(&format!(
-        "url = \"http://{}\"\nhost_header = \"cdn.example.net\"\n",
+    let s2 = Setup::new(&format!(
+        "[[route]]\npath_prefix = \"/legacy/\"\nupstream = \"pay\"\nhost_header = \"old.example.net:8080\"\n\n{}",
+        pay_route(&format!(
+            "url = \"http://{}\"\nhost_header = \"cdn.example.net\"\n",
+            plain.addr
+        ))
+    ));
+    let r2 = s2.start().await;
+    let client = s2.client(&r2);
+    let reply = client.get("localhost", "/x").await.expect("request");
+    assert_eq!(header(&json(&reply.body), "host"), vec!["cdn.example.net"]);
+    let reply = client.get("localhost", "/legacy/x").await.expect("request");
+    assert_eq!(
+        header(&json(&reply.body), "host"),
+        vec!["old.example.net:8080"]
+    );
+
+    let bad = Setup::new(&pay_route(&format!(
+        "url = \"http://{}\"\nhost_header = \"cdn example\"\n",
         plain.addr
     )));
-    let r2 = s2.start().await;
-    let reply = s2
-        .client(&r2)
-        .get("localhost", "/x")
-        .await
-        .expect("request");
-    assert_eq!(header(&json(&reply.body), "host"), vec!["cdn.example.net"]);
+    let err = start(&bad.dir.config_path()).await.err().expect("refused");
+    assert!(
+        err.to_string().contains("`upstream.pay.host_header`"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
