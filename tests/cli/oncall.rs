@@ -333,3 +333,79 @@ async fn start_up_lists_what_is_served_and_reloads_say_what_changed_even_when_no
         "{renewed}"
     );
 }
+
+/// One version directory of a Kubernetes ConfigMap/Secret volume.
+fn k8s_version(root: &std::path::Path, version: &str, config: &str, leaf: &Issued) {
+    let v = root.join(version);
+    std::fs::create_dir_all(v.join("pins")).expect("pins");
+    std::fs::create_dir_all(v.join("certs")).expect("certs");
+    std::fs::write(v.join("config.toml"), config).expect("config");
+    let pins = format!(
+        "description = \"k8s\"\nexpires = 2099-01-01\nmode = \"enforce\"\n\
+         [[pin]]\nsha256 = \"{}\"\nlabel = \"current\"\nkind = \"key\"\n\
+         [[pin]]\nsha256 = \"{}\"\nlabel = \"backup\"\nkind = \"key\"\n",
+        leaf.pin,
+        backup_pin(1)
+    );
+    std::fs::write(v.join("pins/app.toml"), pins).expect("pin set");
+    std::fs::write(v.join("certs/api.pem"), leaf.chain_pem()).expect("chain");
+    std::fs::write(v.join("certs/api.key"), &leaf.key_pem).expect("key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_data_swaps_log_pinproxy_lines_only() {
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let pki = Pki::new("k8s-logs");
+    let leaf = pki.leaf(&["localhost"]);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let root = tmp.path();
+    let config = |prefix: &str| {
+        basic_config(
+            "api",
+            &["app"],
+            &format!(
+                "[[route]]\npath_prefix = \"{prefix}\"\nupstream = \"b\"\n\n[upstream.b]\nurl = \"http://{}\"\n",
+                up.addr
+            ),
+        )
+        .replace("[log]\n", "[log]\nformat = \"json\"\n")
+    };
+    k8s_version(root, "..2026_a", &config("/a"), &leaf);
+    std::os::unix::fs::symlink("..2026_a", root.join("..data")).expect("..data");
+    for name in ["config.toml", "pins", "certs"] {
+        std::os::unix::fs::symlink(format!("..data/{name}"), root.join(name)).expect("link");
+    }
+    // With RUST_LOG=info the watcher library logs "unable to remove watch descriptor from
+    // inotify" with its cargo registry path at each swap; the default filter keeps it out.
+    let mut proc = Proc::spawn(&root.join("config.toml"), &[]);
+    let _ = listening(&mut proc, "listening");
+
+    // What the kubelet does: a new version, `..data` renamed over, the old version deleted.
+    for (new, old, prefix, gone) in [
+        ("..2026_b", "..2026_a", "/b", "/a"),
+        ("..2026_c", "..2026_b", "/c", "/b"),
+    ] {
+        k8s_version(root, new, &config(prefix), &leaf);
+        std::os::unix::fs::symlink(new, root.join("..data_tmp")).expect("..data_tmp");
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).expect("swap");
+        std::fs::remove_dir_all(root.join(old)).expect("remove old version");
+        let done = proc.wait_for("config reloaded");
+        assert_eq!(
+            done["routes"],
+            format!("{prefix} (added), {gone} (removed)").as_str(),
+            "{done}"
+        );
+    }
+    let log = proc.rest_of_log();
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("pinproxy")),
+            "only pinproxy's own lines by default: {line}"
+        );
+        assert!(!line.contains(".cargo/registry"), "{line}");
+    }
+}
