@@ -409,3 +409,54 @@ async fn kubernetes_data_swaps_log_pinproxy_lines_only() {
         assert!(!line.contains(".cargo/registry"), "{line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_reader_that_stops_reading_never_stalls_a_request() {
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let (pki, _, dir) = json_proxy(up.addr, "");
+    let mut child = Command::new(BIN)
+        .env_remove("RUST_LOG")
+        .arg("-c")
+        .arg(dir.config_path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pinproxy");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    // Read up to the admin address, then never again: the pipe (64 KiB) fills after a few
+    // hundred access-log lines, and a blocking writer would hold every request from then on.
+    let mut addrs = Vec::new();
+    let mut line = String::new();
+    while addrs.len() < 2 {
+        line.clear();
+        let n = stderr.read_line(&mut line).expect("read log");
+        assert!(n > 0, "pinproxy exited before listening");
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            && (v["message"] == "listening" || v["message"] == "admin listening")
+        {
+            let addr: std::net::SocketAddr =
+                v["addr"].as_str().expect("addr").parse().expect("addr");
+            addrs.push(addr);
+        }
+    }
+    let client = Client::new(addrs[0], &pki.root_pem());
+    let mut conn = client.connect().await.expect("connect");
+    let sent = tokio::time::timeout(Duration::from_secs(60), async {
+        for i in 0..2000 {
+            let reply = conn
+                .send(client::get("localhost", "/x", false))
+                .await
+                .unwrap_or_else(|e| panic!("request {i}: {e}"));
+            assert_eq!(reply.status, 200);
+        }
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        sent.is_ok(),
+        "2000 requests (~1 MB of access log) went through while nobody read the log"
+    );
+    drop(stderr);
+}
