@@ -414,8 +414,10 @@ async fn kubernetes_data_swaps_log_pinproxy_lines_only() {
 async fn a_log_reader_that_stops_reading_never_stalls_a_request() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
     let (pki, _, dir) = json_proxy(up.addr, "");
+    // A small queue, so this run also overflows it: drops are counted, not silent.
     let mut child = Command::new(BIN)
         .env_remove("RUST_LOG")
+        .env("PINPROXY_LOG_BUFFER_LINES", "500")
         .arg("-c")
         .arg(dir.config_path())
         .stdin(Stdio::null())
@@ -452,11 +454,14 @@ async fn a_log_reader_that_stops_reading_never_stalls_a_request() {
         }
     })
     .await;
+    let dropped = scrape(addrs[1], "pinproxy_log_lines_dropped_total", &[]).await;
     let _ = child.kill();
     let _ = child.wait();
     assert!(
         sent.is_ok(),
         "2000 requests (~1 MB of access log) went through while nobody read the log"
     );
+    // 2000 lines, at most 500 queued and ~150 in the pipe: the rest were dropped and counted.
+    assert!(dropped >= 1000.0, "dropped lines counted: {dropped}");
     drop(stderr);
 }
