@@ -415,21 +415,32 @@ fn log_cert(c: &CertItem, u: Urgency, now: i64) {
     let not_after = fmt_time(c.not_after);
     let (scope, name, position) = (c.scope, c.name.as_str(), c.position.as_str());
     let (subject, serial, pin) = (c.subject.as_str(), c.serial.as_str(), c.pin.as_str());
+    // The same sentence `check`, `/status` and the status page show.
+    let detail = judge::certificate_message(
+        what,
+        subject,
+        position,
+        &format!("{scope} {name}"),
+        serial,
+        c.not_after,
+        now,
+    );
+    let detail = detail.as_str();
     match u {
         Urgency::Ok => {}
         Urgency::Warning => tracing::warn!(
             what = %what, scope = %scope, name = %name, position = %position, subject = %subject,
-            serial = %serial, pin = %pin, not_after = %not_after, days_left = days,
+            serial = %serial, pin = %pin, not_after = %not_after, days_left = days, detail = %detail,
             "certificate expires inside the warning window"
         ),
         Urgency::Critical => tracing::error!(
             what = %what, scope = %scope, name = %name, position = %position, subject = %subject,
-            serial = %serial, pin = %pin, not_after = %not_after, days_left = days,
+            serial = %serial, pin = %pin, not_after = %not_after, days_left = days, detail = %detail,
             "certificate expires inside the critical window"
         ),
         Urgency::Expired => tracing::error!(
             what = %what, scope = %scope, name = %name, position = %position, subject = %subject,
-            serial = %serial, pin = %pin, not_after = %not_after, days_left = days,
+            serial = %serial, pin = %pin, not_after = %not_after, days_left = days, detail = %detail,
             "certificate has EXPIRED"
         ),
     }

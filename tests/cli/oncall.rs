@@ -379,6 +379,9 @@ async fn kubernetes_data_swaps_log_pinproxy_lines_only() {
     // inotify" with its cargo registry path at each swap; the default filter keeps it out.
     let mut proc = Proc::spawn(&root.join("config.toml"), &[]);
     let _ = listening(&mut proc, "listening");
+    // The watcher is armed before the first trigger is served: a SIGHUP's answer says so.
+    proc.signal("HUP");
+    let _ = proc.wait_for("reload: files match the running config; nothing to do");
 
     // What the kubelet does: a new version, `..data` renamed over, the old version deleted.
     for (new, old, prefix, gone) in [
