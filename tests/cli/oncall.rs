@@ -71,8 +71,8 @@ async fn check_and_status_say_the_same_about_expired_and_expiring_pin_sets_of_ei
         "{text}"
     );
     assert!(
-        text.contains("pin set \"psp\" expires on") && text.contains("(in 29 days)")
-            || text.contains("(in 30 days)"),
+        text.contains("pin set \"psp\" expires on")
+            && (text.contains("(in 29 days)") || text.contains("(in 30 days)")),
         "{text}"
     );
     assert!(!text.contains("(-2 days)"), "{text}");
