@@ -1,4 +1,5 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/status` over plain HTTP/1.1.
+//! The admin listener: `/` (the status page), `/metrics`, `/healthz`, `/readyz`, `/status`
+//! over plain HTTP/1.1.
 //!
 //! Reads the current snapshot and the shared state; changes nothing.
 
@@ -87,6 +88,16 @@ fn route(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
             );
             r
         }
+        "/" => {
+            let inv = Inventory::of(&snap, &state.live.shared.metrics, unix_now());
+            let page = crate::status_page::render(&inv, &state.reload.view());
+            let mut r = Response::new(Full::new(Bytes::from(page)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            r
+        }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => {
             if state.draining.load(Ordering::Relaxed) {
@@ -111,7 +122,7 @@ fn route(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics /healthz /readyz /status\n".into(),
+            "not found: try / /metrics /healthz /readyz /status\n".into(),
         ),
     }
 }

@@ -218,7 +218,8 @@ impl fmt::Display for ErrorText<'_> {
 /// an operator acts on. rustls warns once per odd handshake (an IP address as SNI, …), which
 /// anyone could turn into a log flood; its failures reach pinproxy as errors and are counted
 /// in `pinproxy_tls_handshake_errors_total`. The file watcher's internals name cargo paths.
-pub const DEFAULT_LOG_FILTER: &str = "info,rustls=off,notify=off,notify_debouncer_full=off";
+pub const DEFAULT_LOG_FILTER: &str =
+    "info,rustls=off,notify=off,notify_debouncer_full=off,inotify=off";
 
 static DROPPED_LOG_LINES: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter> =
     std::sync::OnceLock::new();

@@ -7,7 +7,7 @@
 //! - L2 [`upstream`], [`tool`], [`adoption`]: pooled upstream clients; pin computation and keygen;
 //!   requests counted per pin set their app version ships
 //! - L3 [`snapshot`], [`routes`]: everything one config generation needs to serve, built whole
-//! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`], [`inventory`], [`probe`], [`check`], [`running`]:
+//! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`], [`inventory`], [`probe`], [`status_page`], [`check`], [`running`]:
 //!   readers of the current snapshot; `running` asks a running proxy for its figures
 //! - L5 [`run`]: wiring, start-up and shutdown; [`service`]: systemd notify and the health probe
 
@@ -33,6 +33,7 @@ pub mod run;
 pub mod running;
 pub mod service;
 pub mod snapshot;
+pub mod status_page;
 pub mod tls;
 pub mod tool;
 pub mod upstream;

@@ -73,7 +73,13 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
         tracing_subscriber::EnvFilter::new(pinproxy::diag::DEFAULT_LOG_FILTER)
     });
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .buffered_lines_limit(LOG_BUFFER_LINES)
+        .buffered_lines_limit(
+            std::env::var("PINPROXY_LOG_BUFFER_LINES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(LOG_BUFFER_LINES),
+        )
         .lossy(true)
         .finish(std::io::stderr());
     pinproxy::diag::set_dropped_log_lines(writer.error_counter());

@@ -93,6 +93,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
             auth: None,
             response_headers: Default::default(),
+            host_header: None,
         }
     }
 

@@ -351,11 +351,15 @@ impl Proc {
     }
 
     fn start_with_env(dir: &TestDir, env: &[(&str, &str)]) -> Self {
+        Self::spawn(&dir.config_path(), env)
+    }
+
+    fn spawn(config: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())
             .arg("-c")
-            .arg(dir.config_path())
+            .arg(config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -161,6 +161,8 @@ pub struct Route {
     pub auth: Option<String>,
     /// Final per-route list: the defaults, plus `remove`, minus `keep`; and `add`.
     pub response_headers: ResponseHeaders,
+    /// Overrides the upstream's Host for this route (`host_header`).
+    pub host_header: Option<Authority>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -257,6 +257,7 @@ pub struct RawRoute {
     pub auth: Option<String>,
     #[serde(default)]
     pub response_headers: super::response_headers::RawResponseHeaders,
+    pub host_header: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -342,21 +342,7 @@ impl Validator<'_> {
         tls: bool,
     ) -> Option<http::uri::Authority> {
         if let Some(h) = &u.host_header {
-            let valid = h
-                .parse::<http::uri::Authority>()
-                .ok()
-                .filter(|a| !a.as_str().contains('@') && !a.host().is_empty() && a.as_str() == h);
-            return match valid {
-                Some(v) => Some(v),
-                None => {
-                    self.err(
-                        Kind::Validation,
-                        format!("{at}.host_header"),
-                        format!("\"{h}\" is not a host name with an optional port"),
-                    );
-                    None
-                }
-            };
+            return self.host_header_value(&format!("{at}.host_header"), h);
         }
         let name = u.server_name.as_ref()?;
         let default_port = if tls { 443 } else { 80 };
@@ -452,6 +438,22 @@ impl Validator<'_> {
             }
             (false, true) => None,
         }
+    }
+
+    /// A `host_header` value: a host name or address with an optional port.
+    fn host_header_value(&mut self, field: &str, h: &str) -> Option<http::uri::Authority> {
+        let valid = h
+            .parse::<http::uri::Authority>()
+            .ok()
+            .filter(|a| !a.as_str().contains('@') && !a.host().is_empty() && a.as_str() == h);
+        if valid.is_none() {
+            self.err(
+                Kind::Validation,
+                field.to_string(),
+                format!("\"{h}\" is not a host name with an optional port"),
+            );
+        }
+        valid
     }
 
     fn upstreams(
@@ -687,7 +689,20 @@ impl Validator<'_> {
                 &at,
                 &mut self.problems,
             );
+            let host_header = match &r.host_header {
+                Some(_) if r.preserve_host => {
+                    self.err(
+                        Kind::Validation,
+                        format!("{at}.host_header"),
+                        "cannot be combined with preserve_host = true",
+                    );
+                    None
+                }
+                Some(h) => self.host_header_value(&format!("{at}.host_header"), h),
+                None => None,
+            };
             out.push(Route {
+                host_header,
                 name,
                 host,
                 path_prefix,

@@ -416,47 +416,58 @@ fn log_cert(c: &CertItem, u: Urgency, now: i64) {
     } else {
         "upstream certificate"
     };
-    let days = format!("{:.1}", days_left(c.not_after, now));
+    let days = (days_left(c.not_after, now) * 10.0).round() / 10.0;
     let not_after = fmt_time(c.not_after);
     let (scope, name, position) = (c.scope, c.name.as_str(), c.position.as_str());
     let (subject, serial, pin) = (c.subject.as_str(), c.serial.as_str(), c.pin.as_str());
+    // The same sentence `check`, `/status` and the status page show.
+    let detail = judge::certificate_message(
+        what,
+        subject,
+        position,
+        &format!("{scope} {name}"),
+        serial,
+        c.not_after,
+        now,
+    );
+    let detail = detail.as_str();
     match u {
         Urgency::Ok => {}
         Urgency::Warning => tracing::warn!(
             what = %what, scope = %scope, name = %name, position = %position, subject = %subject,
-            serial = %serial, pin = %pin, not_after = %not_after, days_left = %days,
+            serial = %serial, pin = %pin, not_after = %not_after, days_left = days, detail = %detail,
             "certificate expires inside the warning window"
         ),
         Urgency::Critical => tracing::error!(
             what = %what, scope = %scope, name = %name, position = %position, subject = %subject,
-            serial = %serial, pin = %pin, not_after = %not_after, days_left = %days,
+            serial = %serial, pin = %pin, not_after = %not_after, days_left = days, detail = %detail,
             "certificate expires inside the critical window"
         ),
         Urgency::Expired => tracing::error!(
             what = %what, scope = %scope, name = %name, position = %position, subject = %subject,
-            serial = %serial, pin = %pin, not_after = %not_after, days_left = %days,
+            serial = %serial, pin = %pin, not_after = %not_after, days_left = days, detail = %detail,
             "certificate has EXPIRED"
         ),
     }
 }
 
 fn log_pin_set(s: &PinSetItem, u: Urgency, now: i64) {
-    let days = format!("{:.1}", days_left(s.expires, now));
+    let days = (days_left(s.expires, now) * 10.0).round() / 10.0;
     let expires = fmt_time(s.expires);
     let (pin_set, description, detail) =
         (s.name.as_str(), s.description.as_str(), s.detail.as_str());
     match u {
         Urgency::Ok => {}
         Urgency::Warning => tracing::warn!(
-            pin_set = %pin_set, description = %description, expires = %expires, days_left = %days, detail = %detail,
+            pin_set = %pin_set, description = %description, expires = %expires, days_left = days, detail = %detail,
             "pin set expires inside the warning window: apps that ship it stop pinning after that date"
         ),
         Urgency::Critical => tracing::error!(
-            pin_set = %pin_set, description = %description, expires = %expires, days_left = %days, detail = %detail,
+            pin_set = %pin_set, description = %description, expires = %expires, days_left = days, detail = %detail,
             "pin set expires inside the critical window: apps that ship it stop pinning after that date"
         ),
         Urgency::Expired => tracing::error!(
-            pin_set = %pin_set, description = %description, expires = %expires, days_left = %days, detail = %detail,
+            pin_set = %pin_set, description = %description, expires = %expires, days_left = days, detail = %detail,
             "pin set has EXPIRED: apps that ship it no longer pin; an upstream pin set is still enforced"
         ),
     }

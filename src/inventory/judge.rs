@@ -107,6 +107,31 @@ pub fn certificate(not_after: i64, now: i64, exp: &Expiry) -> Urgency {
     Urgency::of(not_after, now, exp.warn_before, exp.critical_before)
 }
 
+/// The sentence about a certificate inside a window: `what` is "served certificate" or
+/// "upstream certificate", `owner` the listener or upstream name.
+pub fn certificate_message(
+    what: &str,
+    subject: &str,
+    position: &str,
+    owner: &str,
+    serial: &str,
+    not_after: i64,
+    now: i64,
+) -> String {
+    let at = crate::tls::fmt_time(not_after);
+    if not_after <= now {
+        format!(
+            "{what} {subject} ({position} of {owner}, serial {serial}) EXPIRED on {at}, {} ago",
+            days(now - not_after)
+        )
+    } else {
+        format!(
+            "{what} {subject} ({position} of {owner}, serial {serial}) expires on {at} (in {})",
+            days(not_after - now)
+        )
+    }
+}
+
 /// Whole days, rounded down: "0 days", "1 day", "12 days".
 fn days(secs: i64) -> String {
     match secs.max(0) / 86_400 {

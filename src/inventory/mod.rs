@@ -357,26 +357,25 @@ impl Inventory {
             })
             .collect();
 
-        for l in &listeners {
-            for c in &l.certs {
-                for v in &c.path {
-                    if let (Some(u), Some(at)) = (v.urgency, &v.not_after)
-                        && u != Urgency::Ok
-                    {
+        for l in &cfg.listeners {
+            let Some(tls) = snap.listeners.get(&l.name) else {
+                continue;
+            };
+            for c in &tls.certs {
+                for (i, info) in c.path.iter().enumerate() {
+                    let u = judge::certificate(info.not_after, now, exp);
+                    if u != Urgency::Ok {
+                        let position = Position::of(i, c.path.len(), c.has_anchor);
                         findings.push(Finding {
                             urgency: u,
-                            message: format!(
-                                "served certificate {} ({} of listener {} {}, serial {}) {} {at}",
-                                v.subject,
-                                v.position.as_str(),
-                                l.name,
-                                c.field,
-                                v.serial.as_deref().unwrap_or("-"),
-                                if u == Urgency::Expired {
-                                    "EXPIRED on"
-                                } else {
-                                    "expires on"
-                                }
+                            message: judge::certificate_message(
+                                "served certificate",
+                                &info.subject,
+                                position.as_str(),
+                                &format!("listener {}", l.name),
+                                &info.serial,
+                                info.not_after,
+                                now,
                             ),
                         });
                     }

@@ -268,15 +268,19 @@ async fn forward(
     // The request is addressed to the upstream, or with `preserve_host` to the client's host:
     // HTTP/1.1 upstreams get it as Host, HTTP/2 ones as `:authority` (never both). The
     // connection goes to the upstream's url either way.
-    // Without `preserve_host`: `host_header`, else `server_name`, else the url's host (the
+    // Without `preserve_host`: the route's or upstream's `host_header`, else `server_name`, else
+    // the url's host (the
     // provider's name, for virtual hosting and CDNs).
     let authority = if route.preserve_host {
         host_value
             .parse::<http::uri::Authority>()
             .map_err(|_| Refusal::InvalidHost)?
     } else {
-        up.host_header
-            .clone()
+        route
+            .host_header
+            .as_ref()
+            .or(up.host_header.as_ref())
+            .cloned()
             .unwrap_or_else(|| up.authority.clone())
     };
     parts.uri = Uri::builder()

@@ -71,8 +71,8 @@ async fn check_and_status_say_the_same_about_expired_and_expiring_pin_sets_of_ei
         "{text}"
     );
     assert!(
-        text.contains("pin set \"psp\" expires on") && text.contains("(in 29 days)")
-            || text.contains("(in 30 days)"),
+        text.contains("pin set \"psp\" expires on")
+            && (text.contains("(in 29 days)") || text.contains("(in 30 days)")),
         "{text}"
     );
     assert!(!text.contains("(-2 days)"), "{text}");
@@ -291,10 +291,16 @@ async fn a_flood_of_ip_address_sni_handshakes_writes_no_log_line_per_handshake()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_no_op_sighup_is_logged_and_a_reload_says_what_changed() {
+async fn start_up_lists_what_is_served_and_reloads_say_what_changed_even_when_nothing_did() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let (_, leaf, dir) = json_proxy(up.addr, "");
+    let (pki, leaf, dir) = json_proxy(up.addr, "");
     let mut proc = Proc::start(&dir);
+    let served = proc.wait_for("serving certificate");
+    assert_eq!(served["listener"], "mobile");
+    assert_eq!(served["pin"], format!("sha256/{}", leaf.pin).as_str());
+    assert!(served["not_after"].is_string() && served["serial"].is_string());
+    let matches = proc.wait_for("pin set matches");
+    assert_eq!(matches["matched"], "\"current\" on the leaf", "{matches}");
     let _ = listening(&mut proc, "listening");
     proc.signal("HUP");
     let noop = proc.wait_for("reload: files match the running config; nothing to do");
@@ -315,4 +321,150 @@ async fn a_no_op_sighup_is_logged_and_a_reload_says_what_changed() {
     assert_eq!(done["files"], "pins/app.toml", "{done}");
     assert_eq!(done["routes"], "-");
     assert_eq!(done["certificates"], "-");
+
+    // A renewal on the same key is told apart from a rotation.
+    let key = rcgen::KeyPair::from_pem(&leaf.key_pem).expect("key");
+    dir.write_cert("api", &pki.leaf_with_key(&["localhost"], key, 120));
+    proc.signal("HUP");
+    let renewed = proc.wait_for("config reloaded");
+    assert_eq!(renewed["files"], "certs/api.pem", "{renewed}");
+    assert_eq!(
+        renewed["certificates"], "mobile listener[0].cert[0] (renewal)",
+        "{renewed}"
+    );
+}
+
+/// One version directory of a Kubernetes ConfigMap/Secret volume.
+fn k8s_version(root: &std::path::Path, version: &str, config: &str, leaf: &Issued) {
+    let v = root.join(version);
+    std::fs::create_dir_all(v.join("pins")).expect("pins");
+    std::fs::create_dir_all(v.join("certs")).expect("certs");
+    std::fs::write(v.join("config.toml"), config).expect("config");
+    let pins = format!(
+        "description = \"k8s\"\nexpires = 2099-01-01\nmode = \"enforce\"\n\
+         [[pin]]\nsha256 = \"{}\"\nlabel = \"current\"\nkind = \"key\"\n\
+         [[pin]]\nsha256 = \"{}\"\nlabel = \"backup\"\nkind = \"key\"\n",
+        leaf.pin,
+        backup_pin(1)
+    );
+    std::fs::write(v.join("pins/app.toml"), pins).expect("pin set");
+    std::fs::write(v.join("certs/api.pem"), leaf.chain_pem()).expect("chain");
+    std::fs::write(v.join("certs/api.key"), &leaf.key_pem).expect("key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_data_swaps_log_pinproxy_lines_only() {
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let pki = Pki::new("k8s-logs");
+    let leaf = pki.leaf(&["localhost"]);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let root = tmp.path();
+    let config = |prefix: &str| {
+        basic_config(
+            "api",
+            &["app"],
+            &format!(
+                "[[route]]\npath_prefix = \"{prefix}\"\nupstream = \"b\"\n\n[upstream.b]\nurl = \"http://{}\"\n",
+                up.addr
+            ),
+        )
+        .replace("[log]\n", "[log]\nformat = \"json\"\n")
+    };
+    k8s_version(root, "..2026_a", &config("/a"), &leaf);
+    std::os::unix::fs::symlink("..2026_a", root.join("..data")).expect("..data");
+    for name in ["config.toml", "pins", "certs"] {
+        std::os::unix::fs::symlink(format!("..data/{name}"), root.join(name)).expect("link");
+    }
+    // With RUST_LOG=info the watcher library logs "unable to remove watch descriptor from
+    // inotify" with its cargo registry path at each swap; the default filter keeps it out.
+    let mut proc = Proc::spawn(&root.join("config.toml"), &[]);
+    let _ = listening(&mut proc, "listening");
+    // The watcher is armed before the first trigger is served: a SIGHUP's answer says so.
+    proc.signal("HUP");
+    let _ = proc.wait_for("reload: files match the running config; nothing to do");
+
+    // What the kubelet does: a new version, `..data` renamed over, the old version deleted.
+    for (new, old, prefix, gone) in [
+        ("..2026_b", "..2026_a", "/b", "/a"),
+        ("..2026_c", "..2026_b", "/c", "/b"),
+    ] {
+        k8s_version(root, new, &config(prefix), &leaf);
+        std::os::unix::fs::symlink(new, root.join("..data_tmp")).expect("..data_tmp");
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).expect("swap");
+        std::fs::remove_dir_all(root.join(old)).expect("remove old version");
+        let done = proc.wait_for("config reloaded");
+        assert_eq!(
+            done["routes"],
+            format!("{prefix} (added), {gone} (removed)").as_str(),
+            "{done}"
+        );
+    }
+    let log = proc.rest_of_log();
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("pinproxy")),
+            "only pinproxy's own lines by default: {line}"
+        );
+        assert!(!line.contains(".cargo/registry"), "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_reader_that_stops_reading_never_stalls_a_request() {
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let (pki, _, dir) = json_proxy(up.addr, "");
+    // A small queue, so this run also overflows it: drops are counted, not silent.
+    let mut child = Command::new(BIN)
+        .env_remove("RUST_LOG")
+        .env("PINPROXY_LOG_BUFFER_LINES", "500")
+        .arg("-c")
+        .arg(dir.config_path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pinproxy");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    // Read up to the admin address, then never again: the pipe (64 KiB) fills after a few
+    // hundred access-log lines, and a blocking writer would hold every request from then on.
+    let mut addrs = Vec::new();
+    let mut line = String::new();
+    while addrs.len() < 2 {
+        line.clear();
+        let n = stderr.read_line(&mut line).expect("read log");
+        assert!(n > 0, "pinproxy exited before listening");
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            && (v["message"] == "listening" || v["message"] == "admin listening")
+        {
+            let addr: std::net::SocketAddr =
+                v["addr"].as_str().expect("addr").parse().expect("addr");
+            addrs.push(addr);
+        }
+    }
+    let client = Client::new(addrs[0], &pki.root_pem());
+    let mut conn = client.connect().await.expect("connect");
+    let sent = tokio::time::timeout(Duration::from_secs(60), async {
+        for i in 0..2000 {
+            let reply = conn
+                .send(client::get("localhost", "/x", false))
+                .await
+                .unwrap_or_else(|e| panic!("request {i}: {e}"));
+            assert_eq!(reply.status, 200);
+        }
+    })
+    .await;
+    let dropped = scrape(addrs[1], "pinproxy_log_lines_dropped_total", &[]).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        sent.is_ok(),
+        "2000 requests (~1 MB of access log) went through while nobody read the log"
+    );
+    // 2000 lines, at most 500 queued and ~150 in the pipe: the rest were dropped and counted.
+    assert!(dropped >= 1000.0, "dropped lines counted: {dropped}");
+    drop(stderr);
 }

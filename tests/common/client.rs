@@ -169,7 +169,11 @@ pub fn get(host: &str, path: &str, h2: bool) -> Request<Full<Bytes>> {
 impl Conn {
     pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<Reply, String> {
         let resp = match self {
-            Conn::H1(s) => s.send_request(req).await,
+            // An HTTP/1.1 connection takes the next request only once the last one is done.
+            Conn::H1(s) => match s.ready().await {
+                Ok(()) => s.send_request(req).await,
+                Err(e) => Err(e),
+            },
             Conn::H2(s) => s.send_request(req).await,
         }
         .map_err(|e| e.to_string())?;

@@ -46,18 +46,34 @@ async fn the_upstream_gets_server_name_as_host_and_host_header_overrides_it() {
         }
     }
 
+    // An upstream's host_header, and a route's over it.
     let plain = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s2 = Setup::new(&pay_route(&format!(
-        "url = \"http://{}\"\nhost_header = \"cdn.example.net\"\n",
+    let s2 = Setup::new(&format!(
+        "[[route]]\npath_prefix = \"/legacy/\"\nupstream = \"pay\"\nhost_header = \"old.example.net:8080\"\n\n{}",
+        pay_route(&format!(
+            "url = \"http://{}\"\nhost_header = \"cdn.example.net\"\n",
+            plain.addr
+        ))
+    ));
+    let r2 = s2.start().await;
+    let client = s2.client(&r2);
+    let reply = client.get("localhost", "/x").await.expect("request");
+    assert_eq!(header(&json(&reply.body), "host"), vec!["cdn.example.net"]);
+    let reply = client.get("localhost", "/legacy/x").await.expect("request");
+    assert_eq!(
+        header(&json(&reply.body), "host"),
+        vec!["old.example.net:8080"]
+    );
+
+    let bad = Setup::new(&pay_route(&format!(
+        "url = \"http://{}\"\nhost_header = \"cdn example\"\n",
         plain.addr
     )));
-    let r2 = s2.start().await;
-    let reply = s2
-        .client(&r2)
-        .get("localhost", "/x")
-        .await
-        .expect("request");
-    assert_eq!(header(&json(&reply.body), "host"), vec!["cdn.example.net"]);
+    let err = start(&bad.dir.config_path()).await.err().expect("refused");
+    assert!(
+        err.to_string().contains("`upstream.pay.host_header`"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -182,4 +198,126 @@ async fn status_says_which_upstream_pins_matched_and_decides_backups_by_pin() {
         ],
         "{upstream}"
     );
+}
+
+/// Runs headless Chromium on `url` with `args` (its own profile, bounded in time): stdout.
+fn chromium(url: &str, args: &[String]) -> String {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let out = std::process::Command::new("timeout")
+        .args([
+            "120",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+        ])
+        .args([
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_people_certificates_pins_and_upstreams_in_a_browser() {
+    if !have_tool("chromium") {
+        return;
+    }
+    let psp = Pki::with_intermediate("psp");
+    let up = TestUpstream::tls(&psp.leaf(&["pay.test"]), UpstreamMode::Echo).await;
+    let inter = psp.intermediate_pin.clone().expect("intermediate");
+    let s = Setup::new(&pay_route(&format!(
+        "url = \"https://{}\"\nca = \"certs/psp-ca.pem\"\nserver_name = \"pay.test\"\npin_set = \"psp\"\n",
+        up.addr
+    )));
+    s.dir.write("certs/psp-ca.pem", psp.root_pem());
+    s.dir.write_pin_set(
+        "psp",
+        "2099-01-01",
+        "enforce",
+        &[
+            (&inter, "psp intermediate", "ca"),
+            (&backup_pin(7), "psp next CA", "ca"),
+        ],
+    );
+    // Inside the 60-day warning window: an amber light and a line under "Needs attention".
+    let expires = time::OffsetDateTime::now_utc().date() + time::Duration::days(40);
+    s.dir.write_pin_set(
+        "app",
+        &expires.to_string(),
+        "enforce",
+        &[
+            (&s.leaf.pin, "api key 2026", "key"),
+            (&backup_pin(1), "offline backup key", "key"),
+        ],
+    );
+    let r = s.start().await;
+    let reply = s.client(&r).get("localhost", "/x").await.expect("request");
+    assert_eq!(reply.status, 200);
+
+    let (code, html) = admin_get(r.admin, "/").await;
+    assert_eq!(code, 200);
+    for banned in ["<script", " src=", " href=", "url(", "@import"] {
+        assert!(
+            !html.contains(banned),
+            "no script, no external asset ({banned}):\n{html}"
+        );
+    }
+
+    let url = format!("http://{}/", r.admin);
+    let png = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let _ = std::fs::remove_file(&png);
+    let (dom, png_bytes) = {
+        let png = png.clone();
+        tokio::task::spawn_blocking(move || {
+            let dom = chromium(&url, &["--dump-dom".to_string()]);
+            chromium(
+                &url,
+                &[
+                    format!("--screenshot={}", png.display()),
+                    "--window-size=1280,1500".to_string(),
+                ],
+            );
+            (dom, std::fs::read(&png).expect("screenshot written"))
+        })
+        .await
+        .expect("join")
+    };
+    // What a person reads on the rendered page.
+    for text in [
+        "Served certificates",
+        "listener mobile",
+        s.leaf.pin.as_str(),
+        "“api key 2026” on the leaf",
+        "offline backup key",
+        "backup",
+        "Needs attention",
+        "pin set \"app\" expires on",
+        "upstream pay",
+        "psp intermediate",
+        "pin mismatches 0",
+        "Last reload",
+        "generation 1",
+    ] {
+        assert!(dom.contains(text), "{text:?} on the rendered page:\n{dom}");
+    }
+    assert!(
+        dom.contains("class=\"light warning\""),
+        "an amber light for the pin set 40 days from expiry"
+    );
+    assert_eq!(&png_bytes[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    let width = u32::from_be_bytes(png_bytes[16..20].try_into().expect("IHDR"));
+    assert_eq!(width, 1280, "rendered at the requested width");
+    assert!(png_bytes.len() > 20_000, "a page with content, not a blank");
 }
