@@ -1,6 +1,8 @@
 //! `pinproxy check`: everything `run` would load and validate, as a report for a person —
 //! problems with file and field, and which pin each served chain matches.
 
+mod key_mode;
+
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -29,6 +31,9 @@ pub fn check(config: &Path) -> Report {
     match snapshot::build(config, &shared, None, 0, &mut Files::new()) {
         Ok(snap) => {
             for w in snap.warnings.warnings() {
+                let _ = writeln!(text, "warning: {w}");
+            }
+            for w in key_mode::warnings(&snap.config) {
                 let _ = writeln!(text, "warning: {w}");
             }
             for l in &snap.config.listeners {

@@ -110,6 +110,31 @@ fn check_passes_a_good_config_and_says_which_pin_matches_where() {
 }
 
 #[test]
+fn check_warns_when_a_key_file_is_readable_by_the_group_or_everyone() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (_, _, dir) = pinned("mode", "");
+    let key = dir.path().join("certs/api.key");
+    for (mode, warned) in [
+        (0o600, None),
+        (0o640, Some("the group")),
+        (0o644, Some("the group and everyone")),
+    ] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let (code, text) = check(&dir);
+        assert_eq!(code, 0, "a warning, not an error:\n{text}");
+        match warned {
+            None => assert!(!text.contains("readable by"), "{mode:o}: {text}"),
+            Some(who) => assert!(
+                text.contains(&format!(
+                    "certs/api.key is readable by {who} (mode 0{mode:o})"
+                )) && text.contains("listener[0].cert[0].key"),
+                "{mode:o}: {text}"
+            ),
+        }
+    }
+}
+
+#[test]
 fn a_served_key_missing_from_a_live_pin_set_is_refused() {
     let pki = Pki::new("unpinned");
     let leaf = pki.leaf(&["localhost"]);
