@@ -643,6 +643,8 @@ async fn admin_endpoints_report_health_readiness_status_and_metrics() {
     assert!(r.shutdown().await, "drains at once with nothing in flight");
 }
 
+#[path = "proxy/h2_negative.rs"]
+mod h2_negative;
 #[path = "proxy/hardening.rs"]
 mod hardening;
 #[path = "proxy/okhttp.rs"]
