@@ -5,7 +5,7 @@
 use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,13 +30,14 @@ pub fn local(text: &'static str) -> ResponseBody {
 
 pin_project_lite::pin_project! {
     /// Adds the length of every data frame to a shared counter.
-    /// Adds the length of every data frame to a shared counter, and notes whether the body
-    /// failed (a client's bad chunk or early close: a client error, not the upstream's).
+    /// Adds the length of every data frame to a shared counter, and runs a hook when the body
+    /// fails (a client's bad chunk or early close: a client error, not the upstream's). The
+    /// hook runs where the failure is seen, even if the request's handler is gone by then.
     pub struct Counted<B> {
         #[pin]
         inner: B,
         count: Arc<AtomicU64>,
-        failed: Option<Arc<AtomicBool>>,
+        on_failure: Option<FailureHook>,
     }
 }
 
@@ -45,13 +46,13 @@ impl<B> Counted<B> {
         Counted {
             inner,
             count,
-            failed: None,
+            on_failure: None,
         }
     }
 
-    /// Sets `flag` when the body ends in an error.
-    pub fn flag_failure(mut self, flag: Arc<AtomicBool>) -> Self {
-        self.failed = Some(flag);
+    /// Runs `hook` once if the body ends in an error.
+    pub fn on_failure(mut self, hook: FailureHook) -> Self {
+        self.on_failure = Some(hook);
         self
     }
 }
@@ -73,8 +74,8 @@ impl<B: Body<Data = Bytes>> Body for Counted<B> {
                 }
             }
             Poll::Ready(Some(Err(_))) => {
-                if let Some(flag) = this.failed {
-                    flag.store(true, Ordering::Relaxed);
+                if let Some(hook) = this.on_failure.take() {
+                    hook();
                 }
             }
             _ => {}
@@ -90,6 +91,9 @@ impl<B: Body<Data = Bytes>> Body for Counted<B> {
         self.inner.size_hint()
     }
 }
+
+/// Called once when a body fails.
+pub type FailureHook = Box<dyn FnOnce() + Send>;
 
 /// Called once with the bytes sent when the body ends or is dropped.
 pub type DoneHook = Box<dyn FnOnce(u64) + Send>;

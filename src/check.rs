@@ -2,6 +2,8 @@
 //! problems with file and field, and which pin each served chain matches; with `--probe`, a
 //! dry-run handshake with every HTTPS upstream.
 
+mod key_mode;
+
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -32,6 +34,9 @@ pub async fn check(config: &Path, probe: bool) -> Report {
     match snapshot::build(config, &shared, None, 0, &mut Files::new()) {
         Ok(snap) => {
             for w in snap.warnings.warnings() {
+                let _ = writeln!(text, "warning: {w}");
+            }
+            for w in key_mode::warnings(&snap.config) {
                 let _ = writeln!(text, "warning: {w}");
             }
             let inv = Inventory::of(&snap, &shared.metrics, unix_now());

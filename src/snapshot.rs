@@ -7,6 +7,8 @@
 //! pools survive a reload that does not touch them, and nothing built under an older trust or
 //! pin configuration is ever reused when it did change.
 
+mod keys;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -24,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::routes::{RouteEntry, RouteTable};
 use crate::tls::{self, ListenerTls, UpstreamObserver};
 use crate::upstream::UpstreamClient;
+use keys::{ListenerTlsKey, UpstreamKey};
 
 /// Everything one config generation serves with.
 #[derive(Debug)]
@@ -43,14 +46,17 @@ pub struct Snapshot {
     pub built_at: SystemTime,
     /// SHA-256 of each file read, so a reload can say which files changed.
     pub file_hashes: BTreeMap<PathBuf, [u8; 32]>,
-    fingerprints: HashMap<String, [u8; 32]>,
+    /// What each listener's TLS and each upstream's pool were built from, to tell on the next
+    /// build whether they can be carried over.
+    listener_keys: HashMap<String, ListenerTlsKey>,
+    upstream_keys: HashMap<String, UpstreamKey>,
 }
 
 impl Snapshot {
-    /// Whether the part `key` (`listener/NAME`, `upstream/NAME`) was built from other inputs
-    /// in `other` (or is absent there).
-    pub fn part_differs(&self, other: &Snapshot, key: &str) -> bool {
-        self.fingerprints.get(key) != other.fingerprints.get(key)
+    /// Whether upstream `name`'s client and pool were built from other inputs in `other` (or
+    /// are absent there).
+    pub fn upstream_differs(&self, other: &Snapshot, name: &str) -> bool {
+        self.upstream_keys.get(name) != other.upstream_keys.get(name)
     }
 }
 
@@ -140,31 +146,22 @@ pub fn build(
     problems.extend(tls::check_pin_sources(&config.pin_sets, files));
 
     let mut listeners = HashMap::new();
-    let mut fingerprints = HashMap::new();
+    let mut listener_keys = HashMap::new();
+    let mut upstream_keys = HashMap::new();
     for (li, l) in config.listeners.iter().enumerate() {
         match tls::build_listener(&config, li, files, &shared.provider, now) {
             Ok((mut built, w)) => {
                 warnings.extend(w);
-                let key = format!("listener/{}", l.name);
-                let fp = fingerprint(
-                    format!("{l:?}"),
-                    &l.certs
-                        .iter()
-                        .flat_map(|c| [Some(&c.chain), Some(&c.key), c.anchor.as_ref()])
-                        .flatten()
-                        .chain(l.session_ticket_keys.as_ref())
-                        .collect::<Vec<_>>(),
-                    files,
-                );
+                let key = ListenerTlsKey::new(l, files);
                 if let Some(old) = prev
                     .and_then(|p| p.listeners.get(&l.name))
-                    .filter(|_| prev.and_then(|p| p.fingerprints.get(&key)) == Some(&fp))
+                    .filter(|_| prev.and_then(|p| p.listener_keys.get(&l.name)) == Some(&key))
                 {
                     // Same certificates and keys: keep the config, and with it session tickets and caches.
                     built.config = old.config.clone();
                     built.resolver = old.resolver.clone();
                 }
-                fingerprints.insert(key, fp);
+                listener_keys.insert(l.name.clone(), key);
                 listeners.insert(l.name.clone(), Arc::new(built));
             }
             Err(p) => problems.extend(p),
@@ -173,28 +170,18 @@ pub fn build(
 
     let mut upstreams = HashMap::new();
     for u in config.upstreams.values() {
-        let pin_set = u.pin_set.as_ref().and_then(|n| config.pin_sets.get(n));
-        let mut inputs = vec![];
         if let config::Trust::Ca(ca) = &u.trust {
-            inputs.push(ca);
+            // Read now so the key sees the contents; a missing file is reported below.
+            let _ = files.read(ca);
         }
-        for p in &inputs {
-            // Read now so the fingerprint sees the contents; a missing file is reported below.
-            let _ = files.read(p);
-        }
-        let key = format!("upstream/{}", u.name);
-        let fp = fingerprint(
-            format!("{u:?}{pin_set:?}{:?}", config.limits),
-            &inputs,
-            files,
-        );
+        let key = UpstreamKey::new(&config, u, files);
         if let Some(old) = prev
             .and_then(|p| p.upstreams.get(&u.name))
-            .filter(|_| prev.and_then(|p| p.fingerprints.get(&key)) == Some(&fp))
+            .filter(|_| prev.and_then(|p| p.upstream_keys.get(&u.name)) == Some(&key))
         {
-            // Same url, trust, pins and limits: the pool and its verified sessions stay valid.
+            // Same url, trust, pins and client limits: the pool and its verified sessions stay valid.
             upstreams.insert(u.name.clone(), old.clone());
-            fingerprints.insert(key, fp);
+            upstream_keys.insert(u.name.clone(), key);
             continue;
         }
         let observer = shared.observer(&u.name);
@@ -212,7 +199,7 @@ pub fn build(
         match UpstreamClient::new(u, tls.as_ref(), &config.limits, observer, &shared.provider) {
             Ok(c) => {
                 upstreams.insert(u.name.clone(), Arc::new(c));
-                fingerprints.insert(key, fp);
+                upstream_keys.insert(u.name.clone(), key);
             }
             Err(e) => problems.push(Problem::error(
                 Kind::Tls,
@@ -276,21 +263,9 @@ pub fn build(
                 (p.to_path_buf(), hash)
             })
             .collect(),
-        fingerprints,
+        listener_keys,
+        upstream_keys,
     })
-}
-
-/// Fingerprint of a part: its config and the contents of the files it is built from.
-fn fingerprint(config: String, paths: &[&PathBuf], files: &Files) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(config.as_bytes());
-    for p in paths {
-        h.update(p.to_string_lossy().as_bytes());
-        if let Some(data) = files.get(p) {
-            h.update(data.as_slice());
-        }
-    }
-    h.finalize().into()
 }
 
 pub fn unix_now() -> i64 {

@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::bin::Proc;
 use common::*;
 use rcgen::PublicKeyData as _;
 
@@ -107,6 +106,31 @@ fn check_passes_a_good_config_and_says_which_pin_matches_where() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("\"current key\" on the leaf"), "{text}");
     assert!(text.contains(&format!("sha256/{}", leaf.pin)), "{text}");
+}
+
+#[test]
+fn check_warns_when_a_key_file_is_readable_by_the_group_or_everyone() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (_, _, dir) = pinned("mode", "");
+    let key = dir.path().join("certs/api.key");
+    for (mode, warned) in [
+        (0o600, None),
+        (0o640, Some("the group")),
+        (0o644, Some("the group and everyone")),
+    ] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let (code, text) = check(&dir);
+        assert_eq!(code, 0, "a warning, not an error:\n{text}");
+        match warned {
+            None => assert!(!text.contains("readable by"), "{mode:o}: {text}"),
+            Some(who) => assert!(
+                text.contains(&format!(
+                    "certs/api.key is readable by {who} (mode 0{mode:o})"
+                )) && text.contains("listener[0].cert[0].key"),
+                "{mode:o}: {text}"
+            ),
+        }
+    }
 }
 
 #[test]
@@ -336,104 +360,6 @@ fn an_expired_pin_set_is_a_loud_warning_not_an_error() {
         text.contains("warning:") && text.contains("expired") && text.contains("no longer pin"),
         "{text}"
     );
-}
-
-/// The proxy binary with stderr captured line by line.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn start(dir: &TestDir) -> Self {
-        Self::start_with_env(dir, &[])
-    }
-
-    fn start_with_env(dir: &TestDir, env: &[(&str, &str)]) -> Self {
-        Self::spawn(&dir.config_path(), env)
-    }
-
-    fn spawn(config: &std::path::Path, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
-            .arg("-c")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn pinproxy");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits (bounded) for a JSON log line with this message and returns it.
-    fn wait_for(&mut self, message: &str) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
-                panic!("no {message:?} log line; saw:\n{}", self.seen.join("\n"))
-            });
-            self.seen.push(line.clone());
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && v["message"] == message
-            {
-                return v;
-            }
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-    }
-
-    fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "pinproxy did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn rest_of_log(&mut self) -> String {
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(500)) {
-            self.seen.push(l);
-        }
-        self.seen.join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn json_proxy(up: std::net::SocketAddr, limits: &str) -> (Pki, Issued, TestDir) {

@@ -649,6 +649,8 @@ mod adoption;
 mod app_files;
 #[path = "proxy/auth.rs"]
 mod auth;
+#[path = "proxy/h2_negative.rs"]
+mod h2_negative;
 #[path = "proxy/hardening.rs"]
 mod hardening;
 #[path = "proxy/okhttp.rs"]

@@ -694,6 +694,52 @@ async fn tls_sessions_survive_a_route_change_but_not_a_certificate_change() {
     assert_eq!(kind, Some(rustls::HandshakeKind::Full));
 }
 
+#[tokio::test]
+async fn tls_sessions_survive_a_new_pin_set_and_upstream_pools_survive_a_shutdown_grace_edit() {
+    let s = Setup::new("").await;
+    let r = s.start().await;
+    let addr = r.listener("mobile").expect("listener");
+    let cfg = resuming_client_config(&s.pki.root_pem());
+    let g0 = generation(r.admin).await;
+    let (kind, _, _) = get_with(&cfg, addr, "/v1/x").await;
+    assert_eq!(kind, Some(rustls::HandshakeKind::Full));
+    assert_eq!(s.up.conns.load(Ordering::SeqCst), 1);
+
+    // A new app release's pin set, and an edit of a limit no pool depends on.
+    s.dir.write(
+        "pins/app5.toml",
+        pin_set_text(
+            "2099-01-01",
+            &[
+                (&s.leaf.pin, "current", "key"),
+                (&backup_pin(3), "backup", "key"),
+            ],
+        ),
+    );
+    let extra = format!(
+        "{}[limits]\nshutdown_grace = \"45s\"\n",
+        route(s.up.addr, "/v1")
+    );
+    std::fs::write(
+        s.config_path(),
+        basic_config("api", &["app", "app5"], &extra),
+    )
+    .expect("config edit");
+    wait_generation(r.admin, g0 + 1).await;
+    let (kind, _, status) = get_with(&cfg, addr, "/v1/x").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        kind,
+        Some(rustls::HandshakeKind::Resumed),
+        "a new pin set keeps the listener's TLS config and its tickets"
+    );
+    assert_eq!(
+        s.up.conns.load(Ordering::SeqCst),
+        1,
+        "the pooled upstream connection was reused"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_reloads_under_load_fail_no_request() {
     let s = Setup::new("").await;

@@ -16,3 +16,5 @@ mod export_golden;
 mod keygen;
 #[path = "toolkit/pin_files.rs"]
 mod pin_files;
+#[path = "toolkit/properties.rs"]
+mod properties;

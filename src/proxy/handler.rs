@@ -154,20 +154,13 @@ pub async fn handle(
         Ok(resp) => resp,
         Err(refusal) => {
             let (status, text) = refusal.response();
-            match refusal {
-                Refusal::Upstream(kind) => live
-                    .shared
+            // Client body failures are counted where the body failed, not here.
+            if let Refusal::Upstream(kind) = refusal {
+                live.shared
                     .metrics
                     .upstream_errors
                     .with_label_values(&[rec.upstream.as_str(), kind.as_label()])
-                    .inc(),
-                Refusal::ClientBody => live
-                    .shared
-                    .metrics
-                    .client_errors
-                    .with_label_values(&[&*ctx.listener, "body"])
-                    .inc(),
-                _ => {}
+                    .inc();
             }
             let mut resp = Response::new(local(text));
             *resp.status_mut() = status;
@@ -304,9 +297,19 @@ async fn forward(
         auth.apply(&mut parts.headers).map_err(Refusal::Auth)?;
     }
     let client_failed = Arc::new(AtomicBool::new(false));
+    let on_failure = {
+        let flag = client_failed.clone();
+        let counter = metrics
+            .client_errors
+            .with_label_values(&[&*ctx.listener, "body"]);
+        Box::new(move || {
+            flag.store(true, Ordering::Relaxed);
+            counter.inc();
+        })
+    };
     let req = Request::from_parts(
         parts,
-        Either::Left(Counted::new(body, rec.bytes_in.clone()).flag_failure(client_failed.clone())),
+        Either::Left(Counted::new(body, rec.bytes_in.clone()).on_failure(on_failure)),
     );
     let sent = Instant::now();
     let result = tokio::time::timeout(route.timeout, upstream.send(req)).await;

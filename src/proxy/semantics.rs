@@ -48,6 +48,8 @@ pub fn client_authority(parts: &request::Parts) -> Result<String, BadRequest> {
     }
     let value = match (parts.version, parts.uri.authority(), host) {
         (Version::HTTP_2, Some(a), _) => a.as_str(),
+        // An absolute-form target names the authority; Host is still required (and ignored).
+        (_, Some(a), Some(_)) => a.as_str(),
         (_, _, Some(h)) => h.to_str().map_err(|_| BadRequest::InvalidHost)?,
         (Version::HTTP_2 | Version::HTTP_3, None, None) | (_, _, None) => {
             return Err(BadRequest::NoHost);
@@ -63,10 +65,22 @@ fn valid_authority(v: &str) -> bool {
     if v.is_empty() || v.contains(['@', ',', ' ', '\t']) {
         return false;
     }
-    match v.parse::<Authority>() {
-        Ok(a) => !a.host().is_empty() && (a.port().is_some() || !v.ends_with(':')),
-        Err(_) => false,
-    }
+    let Ok(a) = v.parse::<Authority>() else {
+        return false;
+    };
+    // `Authority` accepts a port it cannot read ("a.com:x"); a Host port is digits.
+    let after_host = match v.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((_, after)) => after,
+            None => return false,
+        },
+        None => v.find(':').map_or("", |i| &v[i..]),
+    };
+    let port_ok = after_host.is_empty()
+        || after_host
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    !a.host().is_empty() && port_ok
 }
 
 /// The size of a request head as the limit counts it: the bytes of an HTTP/1.1 head (request
@@ -180,6 +194,11 @@ mod tests {
         assert_eq!(ok(&["a.com", "a.com"]), Err(BadRequest::InvalidHost));
         let h2 = req(Version::HTTP_2, "https://api.example.com/x", &[]);
         assert_eq!(client_authority(&h2).as_deref(), Ok("api.example.com"));
+        let absolute = req(Version::HTTP_11, "https://api.example.com/x", &["other"]);
+        assert_eq!(
+            client_authority(&absolute).as_deref(),
+            Ok("api.example.com")
+        );
     }
 
     #[test]

@@ -384,7 +384,7 @@ impl Changes {
         for name in next.config.upstreams.keys() {
             if !cur.config.upstreams.contains_key(name) {
                 upstreams.push(format!("{name} (added)"));
-            } else if next.part_differs(cur, &format!("upstream/{name}")) {
+            } else if next.upstream_differs(cur, name) {
                 upstreams.push(name.clone());
             }
         }

@@ -3,6 +3,7 @@
 //! no per-handshake noise, every reload trigger and what a reload changed.
 
 use super::*;
+use std::io::{BufRead as _, BufReader};
 
 /// A date `days` from today (UTC), as TOML wants it.
 fn date_in(days: i64) -> String {

@@ -3,9 +3,11 @@
 //! config written into a temp dir, and clients that trust the test CA and can pin.
 #![allow(dead_code, unused_imports)]
 
+pub mod bin;
 pub mod client;
 pub mod pki;
 pub mod prom;
+pub mod test_proxy;
 pub mod upstream;
 
 use std::future::Future;
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 pub use client::{Client, Reply};
 pub use pki::{Issued, Pki, oracle_pin};
+pub use test_proxy::TestProxy;
 pub use upstream::{TestUpstream, UpstreamMode};
 
 /// A temp dir holding config.toml, pins/ and certs/.
@@ -83,6 +86,12 @@ impl TestDir {
             ));
         }
         self.write(&format!("pins/{name}.toml"), s);
+    }
+}
+
+impl bin::ConfigDir for TestDir {
+    fn config_path(&self) -> PathBuf {
+        TestDir::config_path(self)
     }
 }
 

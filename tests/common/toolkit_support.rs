@@ -8,109 +8,12 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256,
-    PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PKCS_RSA_SHA256, RsaKeySize,
-};
-
-/// Key types the tests mint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Alg {
-    P256,
-    P384,
-    Rsa2048,
-    Ed25519,
-}
-
-pub fn key(alg: Alg) -> KeyPair {
-    match alg {
-        Alg::P256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256),
-        Alg::P384 => KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384),
-        Alg::Rsa2048 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048),
-        Alg::Ed25519 => KeyPair::generate_for(&PKCS_ED25519),
-    }
-    .expect("rcgen generates every key type the tests use")
-}
-
-/// Root → intermediate → leaf, the leaf with the given key type and DNS names.
-pub struct Pki {
-    pub root_pem: String,
-    pub inter_pem: String,
-    pub leaf_pem: String,
-    pub leaf_der: Vec<u8>,
-    pub inter_der: Vec<u8>,
-    pub leaf_key: KeyPair,
-    /// Pins from rcgen's SPKI bytes, hashed here: an oracle independent of the code under test.
-    pub leaf_pin: String,
-    pub inter_pin: String,
-    pub root_pin: String,
-}
-
-impl Pki {
-    pub fn new(leaf_alg: Alg, names: &[&str]) -> Pki {
-        Pki::with_leaf_key(key(leaf_alg), names)
-    }
-
-    pub fn with_leaf_key(leaf_key: KeyPair, names: &[&str]) -> Pki {
-        let root_key = key(Alg::P256);
-        let root_params = ca_params("pinproxy test root");
-        let root = root_params.self_signed(&root_key).expect("root");
-        let root_pin = spki_pin(&root_key);
-        let root_issuer = Issuer::new(root_params, root_key);
-
-        let inter_key = key(Alg::P256);
-        let inter_params = ca_params("pinproxy test intermediate");
-        let inter = inter_params
-            .signed_by(&inter_key, &root_issuer)
-            .expect("intermediate");
-        let inter_pin = spki_pin(&inter_key);
-        let inter_issuer = Issuer::new(inter_params, inter_key);
-
-        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let mut leaf_params = CertificateParams::new(names.clone()).expect("valid names");
-        leaf_params.distinguished_name.push(
-            DnType::CommonName,
-            names.first().cloned().unwrap_or_else(|| "leaf".into()),
-        );
-        let leaf = leaf_params
-            .signed_by(&leaf_key, &inter_issuer)
-            .expect("leaf");
-        Pki {
-            root_pem: root.pem(),
-            inter_pem: inter.pem(),
-            leaf_pem: leaf.pem(),
-            leaf_der: leaf.der().to_vec(),
-            inter_der: inter.der().to_vec(),
-            leaf_pin: spki_pin(&leaf_key),
-            leaf_key,
-            inter_pin,
-            root_pin,
-        }
-    }
-
-    /// What a listener serves: leaf, then intermediate.
-    pub fn chain_pem(&self) -> String {
-        format!("{}{}", self.leaf_pem, self.inter_pem)
-    }
-}
-
-/// base64(sha256(SPKI)) from rcgen's own encoding of the public key.
-pub fn spki_pin(key: &KeyPair) -> String {
-    use base64::Engine as _;
-    use rcgen::PublicKeyData as _;
-    use sha2::Digest as _;
-    base64::engine::general_purpose::STANDARD
-        .encode(sha2::Sha256::digest(key.subject_public_key_info()))
-}
-
-fn ca_params(cn: &str) -> CertificateParams {
-    let mut p = CertificateParams::new(Vec::<String>::new()).expect("no names");
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p
-}
+// One PKI for every test binary: the toolkit's chain lives in common/pki.rs.
+#[path = "pki.rs"]
+mod pki;
+pub use pki::{Alg, Chain as Pki, key, spki_pin};
 
 pub fn write(dir: &Path, rel: &str, data: impl AsRef<[u8]>) -> PathBuf {
     let path = dir.join(rel);
@@ -121,42 +24,11 @@ pub fn write(dir: &Path, rel: &str, data: impl AsRef<[u8]>) -> PathBuf {
     path
 }
 
-/// The result of one `pinproxy` run.
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    /// The `sha256/...` first tokens of stdout, in order.
-    pub fn pins(&self) -> Vec<String> {
-        self.stdout
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .filter(|t| t.starts_with("sha256/"))
-            .map(|t| t.trim_start_matches("sha256/").to_string())
-            .collect()
-    }
-}
-
-pub fn pinproxy(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_pinproxy"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("PINPROXY_CONFIG")
-        .output()
-        .expect("run the pinproxy binary");
-    to_run(out)
-}
-
-fn to_run(out: Output) -> Run {
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+// One runner for the binary: common/bin.rs.
+#[path = "bin.rs"]
+mod bin;
+#[allow(unused_imports)]
+pub use bin::{Run, pinproxy};
 
 /// Whether `tool` can be run; a missing tool fails the test under CI and skips it elsewhere.
 pub fn have(tool: &str) -> bool {

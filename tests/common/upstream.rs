@@ -31,6 +31,8 @@ pub enum UpstreamMode {
 pub struct TestUpstream {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    /// Connections accepted (a pooled connection reused adds none).
+    pub conns: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -74,12 +76,15 @@ impl TestUpstream {
             .expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let hits = Arc::new(AtomicUsize::new(0));
+        let conns = Arc::new(AtomicUsize::new(0));
         let h = hits.clone();
+        let c = conns.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
+                c.fetch_add(1, Ordering::SeqCst);
                 let tls = tls.clone();
                 let hits = h.clone();
                 tokio::spawn(async move {
@@ -105,7 +110,12 @@ impl TestUpstream {
                 });
             }
         });
-        TestUpstream { addr, hits, task }
+        TestUpstream {
+            addr,
+            hits,
+            conns,
+            task,
+        }
     }
 
     pub fn hits(&self) -> usize {
