@@ -85,11 +85,17 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
     pinproxy::diag::set_dropped_log_lines(writer.error_counter());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => {
+            pinproxy::logfmt::json_lists();
+            builder
+                .with_writer(pinproxy::logfmt::JsonLists(writer))
+                .json()
+                .flatten_event(true)
+                .init()
+        }
+        LogFormat::Text => builder.with_writer(writer).init(),
     }
     guard
 }

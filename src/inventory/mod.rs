@@ -426,7 +426,7 @@ impl Inventory {
                         .collect();
                     tracing::info!(
                         listener = %l.name, cert = %c.field, pin_set = %m.pin_set, live = m.live,
-                        matched = %matched.join(", "), "pin set matches"
+                        matched = %crate::logfmt::LogList(&matched), "pin set matches"
                     );
                 }
             }

@@ -228,7 +228,7 @@ async fn serve_connection(
                         .client_errors
                         .with_label_values(&[&*listener_label, "write_timeout"])
                         .inc();
-                    tracing::debug!(timeout = ?limits.client_write_timeout, "client took no bytes within client_write_timeout");
+                    tracing::debug!(timeout_ms = crate::diag::ms(limits.client_write_timeout), "client took no bytes within client_write_timeout");
                     return;
                 }
                 Verdict::Fine => {}

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::config::Config;
 use crate::diag::{Kind, Problems};
 use crate::files::Files;
+use crate::logfmt::LogList;
 use crate::metrics::Metrics;
 use crate::snapshot::{self, Live, Snapshot, unix_now};
 
@@ -165,7 +166,10 @@ pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: Trigger)
     // A certificate and key rewritten in place arrive one after the other: give the pair a
     // moment to match before judging, unless these very files were already judged.
     if settling(&result) && lock(&status.failed_digest).as_deref() != Some(&files.digest()) {
-        tracing::info!(settle = ?SETTLE, "a certificate and its key do not match (yet); waiting for the pair to settle");
+        tracing::info!(
+            settle_ms = crate::diag::ms(SETTLE),
+            "a certificate and its key do not match (yet); waiting for the pair to settle"
+        );
         let deadline = std::time::Instant::now() + SETTLE;
         while settling(&result) && std::time::Instant::now() < deadline {
             std::thread::sleep(SETTLE_STEP);
@@ -173,7 +177,10 @@ pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: Trigger)
             result = build(&mut files);
         }
         if settling(&result) {
-            tracing::info!(settle = ?SETTLE, "the pair did not settle");
+            tracing::info!(
+                settle_ms = crate::diag::ms(SETTLE),
+                "the pair did not settle"
+            );
         }
     }
     let digest = files.digest();
@@ -248,8 +255,9 @@ pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: Trigger)
             metrics.config_last_reload_ok.set(1);
             metrics.config_last_reload_ok_ts.set(unix_now() as f64);
             tracing::info!(trigger, generation, sha256 = %live.current().digest,
-                files = %changes.files, routes = %changes.routes, upstreams = %changes.upstreams,
-                certificates = %changes.certificates, "config reloaded");
+                files = %LogList(&changes.files), routes = %LogList(&changes.routes),
+                upstreams = %LogList(&changes.upstreams),
+                certificates = %LogList(&changes.certificates), "config reloaded");
             Outcome::Swapped { generation }
         }
         Err(problems) => {
@@ -334,21 +342,21 @@ fn log_changes(cur: &Snapshot, next: &Snapshot) {
                     .map(|p| format!("{} ({})", p.label, p.position.as_str()))
                     .collect();
                 tracing::info!(listener = %name, cert = %cert.field, change, subject = %cert.path[0].subject,
-                    pin_set = %m.pin_set, matched = %matched.join(", "), "served certificate changed");
+                    pin_set = %m.pin_set, matched = %LogList(&matched), "served certificate changed");
             }
         }
     }
 }
 
-/// What a swap changed, each as a comma-separated list for the reload log ("-" for nothing).
+/// What a swap changed, for the reload log.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Changes {
     /// Files whose contents changed, appeared or went, relative to the config's directory.
-    pub files: String,
-    pub routes: String,
-    pub upstreams: String,
+    pub files: Vec<String>,
+    pub routes: Vec<String>,
+    pub upstreams: Vec<String>,
     /// Served certificates, each with "renewal" (same key) or "rotation" (new key).
-    pub certificates: String,
+    pub certificates: Vec<String>,
 }
 
 impl Changes {
@@ -407,18 +415,11 @@ impl Changes {
                 certificates.push(format!("{name} {} ({what})", cert.field));
             }
         }
-        let join = |v: Vec<String>| {
-            if v.is_empty() {
-                "-".to_string()
-            } else {
-                v.join(", ")
-            }
-        };
         Changes {
-            files: join(files),
-            routes: join(routes),
-            upstreams: join(upstreams),
-            certificates: join(certificates),
+            files,
+            routes,
+            upstreams,
+            certificates,
         }
     }
 }

@@ -93,7 +93,7 @@ impl Rotation {
     pub fn log(&self) {
         for s in &self.pin_sets {
             tracing::info!(listener = %self.listener, cert = %self.cert, from = %self.from, to = %self.to,
-                pin_set = %s.pin_set, backups = ?s.backups, "key rotated; these pins of the set are now backups");
+                pin_set = %s.pin_set, backups = %crate::logfmt::LogList(&s.backups), "key rotated; these pins of the set are now backups");
             if let Some(w) = &s.warning {
                 tracing::warn!(listener = %self.listener, pin_set = %s.pin_set, "{w}");
             }

@@ -301,7 +301,12 @@ async fn start_up_lists_what_is_served_and_reloads_say_what_changed_even_when_no
     assert_eq!(served["pin"], format!("sha256/{}", leaf.pin).as_str());
     assert!(served["not_after"].is_string() && served["serial"].is_string());
     let matches = proc.wait_for("pin set matches");
-    assert_eq!(matches["matched"], "\"current\" on the leaf", "{matches}");
+    // Lists are JSON arrays in JSON logs.
+    assert_eq!(
+        matches["matched"],
+        serde_json::json!(["\"current\" on the leaf"]),
+        "{matches}"
+    );
     let _ = listening(&mut proc, "listening");
     proc.signal("HUP");
     let noop = proc.wait_for("reload: files match the running config; nothing to do");
@@ -319,18 +324,27 @@ async fn start_up_lists_what_is_served_and_reloads_say_what_changed_even_when_no
     );
     proc.signal("HUP");
     let done = proc.wait_for("config reloaded");
-    assert_eq!(done["files"], "pins/app.toml", "{done}");
-    assert_eq!(done["routes"], "-");
-    assert_eq!(done["certificates"], "-");
+    assert_eq!(
+        done["files"],
+        serde_json::json!(["pins/app.toml"]),
+        "{done}"
+    );
+    assert_eq!(done["routes"], serde_json::json!([]));
+    assert_eq!(done["certificates"], serde_json::json!([]));
 
     // A renewal on the same key is told apart from a rotation.
     let key = rcgen::KeyPair::from_pem(&leaf.key_pem).expect("key");
     dir.write_cert("api", &pki.leaf_with_key(&["localhost"], key, 120));
     proc.signal("HUP");
     let renewed = proc.wait_for("config reloaded");
-    assert_eq!(renewed["files"], "certs/api.pem", "{renewed}");
     assert_eq!(
-        renewed["certificates"], "mobile listener[0].cert[0] (renewal)",
+        renewed["files"],
+        serde_json::json!(["certs/api.pem"]),
+        "{renewed}"
+    );
+    assert_eq!(
+        renewed["certificates"],
+        serde_json::json!(["mobile listener[0].cert[0] (renewal)"]),
         "{renewed}"
     );
 }
@@ -396,7 +410,7 @@ async fn kubernetes_data_swaps_log_pinproxy_lines_only() {
         let done = proc.wait_for("config reloaded");
         assert_eq!(
             done["routes"],
-            format!("{prefix} (added), {gone} (removed)").as_str(),
+            serde_json::json!([format!("{prefix} (added)"), format!("{gone} (removed)")]),
             "{done}"
         );
     }
