@@ -26,16 +26,17 @@ pub fn local(text: &'static str) -> ResponseBody {
 }
 
 pin_project_lite::pin_project! {
-    /// Adds the length of every data frame to a shared counter.
+    /// Adds the length of every data frame to a shared counter, if there is one (counting
+    /// nobody reads would cost an allocation per request).
     pub struct Counted<B> {
         #[pin]
         inner: B,
-        count: Arc<AtomicU64>,
+        count: Option<Arc<AtomicU64>>,
     }
 }
 
 impl<B> Counted<B> {
-    pub fn new(inner: B, count: Arc<AtomicU64>) -> Self {
+    pub fn new(inner: B, count: Option<Arc<AtomicU64>>) -> Self {
         Counted { inner, count }
     }
 }
@@ -52,8 +53,9 @@ impl<B: Body<Data = Bytes>> Body for Counted<B> {
         let res = this.inner.poll_frame(cx);
         if let Poll::Ready(Some(Ok(f))) = &res
             && let Some(d) = f.data_ref()
+            && let Some(count) = this.count
         {
-            this.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+            count.fetch_add(d.len() as u64, Ordering::Relaxed);
         }
         res
     }

@@ -65,21 +65,23 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// The async runtime: one worker per core, or `PINPROXY_WORKERS`. With a single worker the
-/// current-thread scheduler does the same work without cross-thread wake-ups.
+/// The async runtime: one worker per CPU this process may use (affinity and cgroup quota
+/// included, as `available_parallelism` reports them), or `PINPROXY_WORKERS`. With a single
+/// worker the current-thread scheduler does the same work without cross-thread wake-ups
+/// (BENCHMARKS.md has the numbers).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     let workers = std::env::var("PINPROXY_WORKERS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0);
-    let mut b = match workers {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n);
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
+        .filter(|n| *n > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(1);
+    let mut b = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
     };
     b.enable_all()
         .build()

@@ -1,9 +1,13 @@
 //! The route table of one snapshot: best matching host, then the longest path prefix on
 //! segment boundaries.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use http::StatusCode;
+use prometheus::{Histogram, IntCounter};
 
 use crate::config::Route;
+use crate::metrics::Metrics;
 use crate::pin::dns_name_matches;
 use crate::upstream::UpstreamClient;
 
@@ -12,12 +16,90 @@ use crate::upstream::UpstreamClient;
 pub struct RouteEntry {
     pub route: Route,
     pub upstream: Arc<UpstreamClient>,
+    /// One per listener of the snapshot, in config order.
+    metrics: Vec<RouteMetrics>,
+}
+
+impl RouteEntry {
+    /// `listeners` are the names of the snapshot's listeners: the route's metric handles are
+    /// prepared for each.
+    pub fn new(
+        route: Route,
+        upstream: Arc<UpstreamClient>,
+        listeners: &[&str],
+        metrics: &Metrics,
+    ) -> Self {
+        let metrics = listeners
+            .iter()
+            .map(|l| RouteMetrics::new(l, &route.name, metrics))
+            .collect();
+        RouteEntry {
+            route,
+            upstream,
+            metrics,
+        }
+    }
+
+    /// This route's metric handles on `listener` (`None` for a listener no longer configured,
+    /// which keeps serving until a restart).
+    pub fn metrics(&self, listener: &str) -> Option<&RouteMetrics> {
+        self.metrics.iter().find(|m| m.listener == listener)
+    }
+}
+
+/// The request metrics of one (listener, route), resolved once per snapshot: a request then
+/// neither hashes its labels nor takes the registry's lock. Each series is created on first use,
+/// so `/metrics` shows the same series as with per-request lookups.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    listener: String,
+    route: String,
+    metrics: Metrics,
+    duration: OnceLock<Histogram>,
+    codes: [OnceLock<IntCounter>; COMMON_CODES.len()],
+}
+
+impl RouteMetrics {
+    fn new(listener: &str, route: &str, metrics: &Metrics) -> Self {
+        RouteMetrics {
+            listener: listener.to_string(),
+            route: route.to_string(),
+            metrics: metrics.clone(),
+            duration: OnceLock::new(),
+            codes: Default::default(),
+        }
+    }
+
+    /// `pinproxy_request_duration_seconds{listener,route}`.
+    pub fn duration(&self) -> &Histogram {
+        self.duration.get_or_init(|| {
+            self.metrics
+                .request_duration
+                .with_label_values(&[self.listener.as_str(), self.route.as_str()])
+        })
+    }
+
+    /// Counts one answer in `pinproxy_requests_total{listener,route,code}`.
+    pub fn count(&self, code: StatusCode) {
+        let lookup = || {
+            self.metrics.requests.with_label_values(&[
+                self.listener.as_str(),
+                self.route.as_str(),
+                code.as_str(),
+            ])
+        };
+        match COMMON_CODES.iter().position(|c| *c == code.as_u16()) {
+            Some(i) => self.codes[i].get_or_init(lookup).inc(),
+            None => lookup().inc(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 pub struct RouteTable {
     /// Exact hosts first, then wildcards, then host-less routes; longest prefix first within each.
-    entries: Vec<RouteEntry>,
+    /// Shared so a request record can name its route after the snapshot moved on, without copies.
+    entries: Vec<Arc<RouteEntry>>,
 }
 
 impl RouteTable {
@@ -30,11 +112,13 @@ impl RouteTable {
             };
             (host_rank, std::cmp::Reverse(e.route.path_prefix.len()))
         });
-        RouteTable { entries }
+        RouteTable {
+            entries: entries.into_iter().map(Arc::new).collect(),
+        }
     }
 
     /// The route for `host` (lower-case, no port) and `path`.
-    pub fn find(&self, host: &str, path: &str) -> Option<&RouteEntry> {
+    pub fn find(&self, host: &str, path: &str) -> Option<&Arc<RouteEntry>> {
         self.entries.iter().find(|e| {
             e.route
                 .host
@@ -45,7 +129,7 @@ impl RouteTable {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &RouteEntry> {
-        self.entries.iter()
+        self.entries.iter().map(|e| &**e)
     }
 }
 
@@ -74,6 +158,9 @@ pub fn upstream_path(base: &str, route: &Route, path: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// Status codes whose request counters are kept resolved; others are looked up per answer.
+const COMMON_CODES: [u16; 12] = [200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 502, 504];
 
 #[cfg(test)]
 mod tests {

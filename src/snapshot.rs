@@ -204,14 +204,14 @@ pub fn build(
         return Err(warnings);
     }
 
+    let listener_names: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
     let routes = RouteTable::new(
         config
             .routes
             .iter()
             .filter_map(|r| {
-                upstreams.get(&r.upstream).map(|u| RouteEntry {
-                    route: r.clone(),
-                    upstream: u.clone(),
+                upstreams.get(&r.upstream).map(|u| {
+                    RouteEntry::new(r.clone(), u.clone(), &listener_names, &shared.metrics)
                 })
             })
             .collect(),

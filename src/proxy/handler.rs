@@ -1,6 +1,7 @@
 //! One request: host and path checks, route lookup, forwarding, and the one `match` from
 //! failure to status code. Clients get a short body; the log gets the detail.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -28,6 +30,8 @@ pub struct ConnCtx {
     pub peer: SocketAddr,
     pub sni: Option<String>,
     pub tls_version: &'static str,
+    /// `X-Forwarded-For`: the client address formatted once per connection, not per request.
+    pub forwarded_for: HeaderValue,
     /// The listener's TLS as of the handshake: the certificate served stays the one checked.
     pub tls: Arc<ListenerTls>,
     pub cert: usize,
@@ -67,18 +71,33 @@ impl Refusal {
     }
 }
 
-/// Everything the access log line needs, filled in as the request goes.
+/// Everything the access log line needs, filled in as the request goes. Holds shared handles
+/// (the URI and Host share the request head's buffer; the route entry is the snapshot's), so
+/// making one copies no strings; text is made only when a line is written.
 struct Record {
     ctx: Arc<ConnCtx>,
     start: Instant,
     method: Method,
-    host: String,
-    path: String,
-    route: String,
-    upstream: String,
+    /// The Host header or authority as received.
+    host: HeaderValue,
+    uri: Uri,
+    route: Option<Arc<RouteEntry>>,
     status: u16,
-    bytes_in: Arc<AtomicU64>,
+    /// Request body bytes, counted only when they are logged.
+    bytes_in: Option<Arc<AtomicU64>>,
     access_log: bool,
+}
+
+impl Record {
+    fn route_name(&self) -> &str {
+        self.route.as_ref().map_or("-", |e| e.route.name.as_str())
+    }
+
+    fn upstream_name(&self) -> &str {
+        self.route
+            .as_ref()
+            .map_or("-", |e| e.upstream.config.name.as_str())
+    }
 }
 
 pub async fn handle(
@@ -88,17 +107,17 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     ctx.activity.request_started();
     let snap = live.current();
+    let access_log = snap.config.log.access;
     let mut rec = Record {
         ctx: ctx.clone(),
         start: Instant::now(),
         method: req.method().clone(),
-        host: String::new(),
-        path: req.uri().path().to_string(),
-        route: "-".to_string(),
-        upstream: "-".to_string(),
+        host: HeaderValue::from_static(""),
+        uri: req.uri().clone(),
+        route: None,
         status: 0,
-        bytes_in: Arc::new(AtomicU64::new(0)),
-        access_log: snap.config.log.access,
+        bytes_in: access_log.then(|| Arc::new(AtomicU64::new(0))),
+        access_log,
     };
     let result = forward(req, &ctx, &snap, &mut rec).await;
     let mut resp = match result {
@@ -109,7 +128,7 @@ pub async fn handle(
                 live.shared
                     .metrics
                     .upstream_errors
-                    .with_label_values(&[rec.upstream.as_str(), kind.as_label()])
+                    .with_label_values(&[rec.upstream_name(), kind.as_label()])
                     .inc();
             }
             let mut resp = Response::new(local(text));
@@ -122,17 +141,27 @@ pub async fn handle(
         }
     };
     rec.status = resp.status().as_u16();
-    let metrics = &live.shared.metrics;
     let elapsed = rec.start.elapsed().as_secs_f64();
-    metrics
-        .request_duration
-        .with_label_values(&[&*ctx.listener, rec.route.as_str()])
-        .observe(elapsed);
     let code = resp.status();
-    metrics
-        .requests
-        .with_label_values(&[&*ctx.listener, rec.route.as_str(), code.as_str()])
-        .inc();
+    // A routed request uses the handles resolved with the snapshot; the rest (refusals before
+    // routing, listeners removed by a reload) look their series up.
+    match rec.route.as_ref().and_then(|e| e.metrics(&ctx.listener)) {
+        Some(m) => {
+            m.duration().observe(elapsed);
+            m.count(code);
+        }
+        None => {
+            let metrics = &live.shared.metrics;
+            metrics
+                .request_duration
+                .with_label_values(&[&*ctx.listener, rec.route_name()])
+                .observe(elapsed);
+            metrics
+                .requests
+                .with_label_values(&[&*ctx.listener, rec.route_name(), code.as_str()])
+                .inc();
+        }
+    }
     resp.body_mut()
         .set_done(Box::new(move |bytes_out| finish(rec, bytes_out)));
     Ok(resp)
@@ -146,38 +175,54 @@ async fn forward(
 ) -> Result<Response<ResponseBody>, Refusal> {
     let (mut parts, body) = req.into_parts();
     let host_value = match parts.uri.authority() {
-        Some(a) => a.as_str().to_string(),
+        // HTTP/2 (:authority) and absolute-form HTTP/1.1: the one copy of the host per request.
+        Some(a) => HeaderValue::from_str(a.as_str()).map_err(|_| Refusal::NoHost)?,
+        // Shares the request head's buffer: no copy.
         None => parts
             .headers
             .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
+            .cloned()
             .ok_or(Refusal::NoHost)?,
     };
-    let host = host_only(&host_value).to_ascii_lowercase();
-    rec.host = host.clone();
+    rec.host = host_value.clone();
+    let host_str = host_value.to_str().map_err(|_| Refusal::NoHost)?;
+    let host = lowercase(host_only(host_str));
+    let host = &*host;
     if has_dot_segment(parts.uri.path()) {
         return Err(Refusal::DotSegments);
     }
     if parts.method == Method::CONNECT || headers::is_upgrade(&parts.headers) {
         return Err(Refusal::Upgrade);
     }
-    if !ctx.tls.certs[ctx.cert].path[0].covers_host(&host) {
+    if !ctx.tls.certs[ctx.cert].path[0].covers_host(host) {
         return Err(Refusal::MisdirectedHost);
     }
-    let RouteEntry { route, upstream } = snap
+    let entry = snap
         .routes
-        .find(&host, parts.uri.path())
+        .find(host, parts.uri.path())
         .ok_or(Refusal::NoRoute)?;
-    rec.route = route.name.clone();
-    rec.upstream = upstream.config.name.clone();
+    rec.route = Some(entry.clone());
+    let RouteEntry {
+        route, upstream, ..
+    } = &**entry;
 
     let up = &upstream.config;
-    let mut path_and_query = upstream_path(&up.base_path, route, parts.uri.path());
-    if let Some(q) = parts.uri.query() {
-        path_and_query.push('?');
-        path_and_query.push_str(q);
-    }
+    let path_and_query = match parts.uri.path_and_query() {
+        // The common case sends the path as received: share it instead of rebuilding it.
+        Some(pq)
+            if up.base_path.is_empty() && !route.strip_prefix && pq.path().starts_with('/') =>
+        {
+            pq.clone()
+        }
+        _ => {
+            let mut p = upstream_path(&up.base_path, route, parts.uri.path());
+            if let Some(q) = parts.uri.query() {
+                p.push('?');
+                p.push_str(q);
+            }
+            PathAndQuery::try_from(p).map_err(|_| Refusal::DotSegments)?
+        }
+    };
     parts.uri = Uri::builder()
         .scheme(if up.tls { "https" } else { "http" })
         .authority(up.authority.clone())
@@ -187,10 +232,9 @@ async fn forward(
     // The upstream connection picks its own version (ALPN); the pool rejects a mismatch.
     parts.version = Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::set_forwarded(&mut parts.headers, ctx.peer.ip(), &host_value);
+    headers::set_forwarded(&mut parts.headers, &ctx.forwarded_for, &host_value);
     if route.preserve_host {
-        let v = HeaderValue::from_str(&host_value).map_err(|_| Refusal::NoHost)?;
-        parts.headers.insert(header::HOST, v);
+        parts.headers.insert(header::HOST, host_value.clone());
     } else {
         // The client sets Host from the upstream url on HTTP/1.1; HTTP/2 carries it in
         // :authority, and a Host beside it is a duplicate to some servers (nginx < 1.25: 400).
@@ -231,16 +275,25 @@ fn finish(rec: Record, bytes_out: u64) {
         sni = rec.ctx.sni.as_deref().unwrap_or("-"),
         tls = rec.ctx.tls_version,
         method = %rec.method,
-        host = %rec.host,
-        path = %rec.path,
+        host = %lowercase(host_only(rec.host.to_str().unwrap_or("-"))),
+        path = %rec.uri.path(),
         status = rec.status,
-        route = %rec.route,
-        upstream = %rec.upstream,
+        route = %rec.route_name(),
+        upstream = %rec.upstream_name(),
         duration_ms = rec.start.elapsed().as_secs_f64() * 1000.0,
-        bytes_in = rec.bytes_in.load(Ordering::Relaxed),
+        bytes_in = rec.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed)),
         bytes_out,
         "request"
     );
+}
+
+/// `s` in lower case, copied only when it is not already (clients send lower case).
+fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 /// The host part of a Host header or authority (no port, no brackets).

@@ -7,7 +7,8 @@
 
 mod activity;
 mod handler;
-mod headers;
+/// Public for the micro-benchmarks in benches/ only.
+pub mod headers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -148,6 +149,7 @@ async fn serve_connection(
         peer,
         sni,
         tls_version,
+        forwarded_for: headers::client_address(peer.ip()),
         tls,
         cert,
         activity: activity.clone(),

@@ -51,8 +51,15 @@ impl SniResolver {
     /// Index of the certificate served for `sni`.
     pub fn pick(&self, sni: Option<&str>) -> usize {
         let Some(sni) = sni else { return 0 };
-        let sni = sni.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(i) = self.exact.get(&sni) {
+        // rustls hands SNI over in lower case already: copy only when it is not.
+        let sni = sni.trim_end_matches('.');
+        let sni = if sni.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(sni.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(sni)
+        };
+        let sni = &*sni;
+        if let Some(i) = self.exact.get(sni) {
             return *i;
         }
         sni.split_once('.')

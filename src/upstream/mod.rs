@@ -1,15 +1,14 @@
 //! A pooled HTTP/1.1 + HTTP/2 client for one upstream, built with that upstream's own
 //! `ClientConfig` so a pool never outlives the trust and pins it was verified under.
 //!
-//! Knows nothing of routes or client connections: it sends a request, retries once when a
-//! pooled connection turned out stale before an idempotent, body-less request went out, and
-//! classifies failures for the metrics and the status code.
+//! Knows nothing of routes or client connections: it sends a request (hyper-util retries one
+//! that a stale pooled connection gave back unsent) and classifies failures for the metrics and
+//! the status code.
 
 use std::sync::Arc;
 
-use http::{Method, Request, Response};
-use http_body_util::{Either, Empty};
-use hyper::body::{Body as _, Incoming};
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -106,28 +105,11 @@ impl UpstreamClient {
         })
     }
 
-    /// Sends `req`; an idempotent request without a body is sent again once when a pooled
-    /// connection was found closed.
+    /// Sends `req`. A pooled connection found closed before the request went out is retried
+    /// by hyper-util itself (`retry_canceled_requests`, on by default: the request comes back
+    /// unsent, any method, body untouched), so no copy of the request is kept here.
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
-        let retry = if is_idempotent(req.method()) && req.body().is_end_stream() {
-            let mut copy = Request::new(Either::Right(Empty::new()));
-            *copy.method_mut() = req.method().clone();
-            *copy.uri_mut() = req.uri().clone();
-            *copy.version_mut() = req.version();
-            *copy.headers_mut() = req.headers().clone();
-            Some(copy)
-        } else {
-            None
-        };
-        let result = match self.client.request(req).await {
-            Ok(resp) => Ok(resp),
-            Err(e) if retry.is_some() && is_stale_connection(&e) => {
-                tracing::debug!(upstream = %self.config.name, cause = %e, "pooled connection was stale, retrying once");
-                let copy = retry.expect("checked is_some in the guard");
-                self.client.request(copy).await.map_err(|e| self.error(e))
-            }
-            Err(e) => Err(self.error(e)),
-        };
+        let result = self.client.request(req).await.map_err(|e| self.error(e));
         if result.is_ok() {
             // Keeps the upstream's verified path current while pooled connections carry the traffic.
             self.observer.touch();
@@ -142,27 +124,6 @@ impl UpstreamClient {
             source,
         }
     }
-}
-
-fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
-
-fn is_stale_connection(e: &hyper_util::client::legacy::Error) -> bool {
-    !e.is_connect()
-        && error_chain(e).into_iter().any(|err| {
-            err.downcast_ref::<hyper::Error>()
-                .is_some_and(|h| h.is_incomplete_message() || h.is_canceled() || h.is_closed())
-                || err.downcast_ref::<std::io::Error>().is_some_and(|io| {
-                    matches!(
-                        io.kind(),
-                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-                    )
-                })
-        })
 }
 
 fn classify(e: &hyper_util::client::legacy::Error) -> ErrorKind {
