@@ -14,6 +14,7 @@
 #                 build with CARGO_PROFILE_RELEASE_STRIP=false cargo build --release)
 #   N1, N2        requests per batch (default 2000, 12000); C connections (default 8), M streams
 #                 per h2 connection (default 10)
+#   SIZE          response body bytes (default 1024); PROTOS which paths (default "h1 h2")
 #   OUT           output directory (default target/callgrind)
 #
 # Loopback only, free ports, every process stopped by PID; each batch is bounded by h2load's
@@ -26,6 +27,8 @@ N1=${N1:-2000}
 N2=${N2:-12000}
 C=${C:-8}
 M=${M:-10}
+SIZE=${SIZE:-1024}
+PROTOS=${PROTOS:-h1 h2}
 OUT=${OUT:-$ROOT/target/callgrind}
 
 die() { echo "callgrind.sh: $*" >&2; exit 1; }
@@ -53,8 +56,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
 
 # ---- backend: nginx answering 1 KiB ----------------------------------------------------------
 backend=$(free_port)
-body=$(head -c 1024 /dev/zero | tr '\0' x)
-mkdir -p "$scratch/nginx"
+mkdir -p "$scratch/nginx/html"
+head -c "$SIZE" /dev/zero | tr '\0' x > "$scratch/nginx/html/body"
+chmod 755 "$scratch" "$scratch/nginx" "$scratch/nginx/html"; chmod 644 "$scratch/nginx/html/body"   # nginx workers run as nobody
 cat > "$scratch/nginx/nginx.conf" <<EOF
 daemon off;
 worker_processes 1;
@@ -66,7 +70,7 @@ http {
     keepalive_requests 1000000;
     client_body_temp_path $scratch/nginx; proxy_temp_path $scratch/nginx; fastcgi_temp_path $scratch/nginx;
     uwsgi_temp_path $scratch/nginx; scgi_temp_path $scratch/nginx;
-    server { listen 127.0.0.1:$backend; location / { return 200 "$body"; } }
+    server { listen 127.0.0.1:$backend; root $scratch/nginx/html; location / { try_files /body =404; } }
 }
 EOF
 nginx -c "$scratch/nginx/nginx.conf" -p "$scratch/nginx" &
@@ -147,6 +151,11 @@ report() {
 }
 
 : > "$OUT/summary.txt"
-report h1 --h1 -m 1
-report h2 -m "$M"
+for proto in $PROTOS; do
+    case $proto in
+        h1) report h1 --h1 -m 1 ;;
+        h2) report h2 -m "$M" ;;
+        *) die "unknown protocol $proto" ;;
+    esac
+done
 echo "details: $OUT/{h1,h2}-{inclusive,self}.txt"

@@ -84,3 +84,4 @@ shape() {
 
 shape h2-32x10-1k / -n "$N_H2" -c 32 -m 10
 shape h1-64-64k /64k --h1 -n "$N_H1" -c 64 -m 1
+shape h2-32x10-64k /64k -n "$N_H1" -c 32 -m 10

@@ -167,7 +167,13 @@ async fn serve_connection(
             .timer(TokioTimer::new())
             .max_header_list_size(limits.max_header_bytes as u32)
             .keep_alive_interval(Some(KEEPALIVE_PING.min(limits.idle_timeout)))
-            .keep_alive_timeout(KEEPALIVE_PING_TIMEOUT);
+            .keep_alive_timeout(KEEPALIVE_PING_TIMEOUT)
+            // Bounds what one connection can make the proxy hold for slow readers (hyper's
+            // defaults allow 200 streams x 400 KiB). Neither setting moved peak RSS or
+            // instructions per request in the harness shapes (BENCHMARKS.md); windows stay at
+            // hyper's 1 MiB, which caps upload buffering per connection.
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .max_send_buf_size(H2_MAX_SEND_BUF);
     } else {
         builder = builder.http1_only();
         builder
@@ -247,4 +253,8 @@ fn handshake_reason(e: &std::io::Error) -> &'static str {
 }
 
 const KEEPALIVE_PING: Duration = Duration::from_secs(30);
+/// nginx's default `http2_max_concurrent_streams`.
+const H2_MAX_STREAMS: u32 = 128;
+/// Response bytes buffered per stream ahead of the client's window: one 64 KiB default window.
+const H2_MAX_SEND_BUF: usize = 64 * 1024;
 const KEEPALIVE_PING_TIMEOUT: Duration = Duration::from_secs(20);
