@@ -15,6 +15,7 @@
 #   N1, N2        requests per batch (default 2000, 12000); C connections (default 8), M streams
 #                 per h2 connection (default 10)
 #   SIZE          response body bytes (default 1024); PROTOS which paths (default "h1 h2")
+#   PROXY_THREADS worker threads (default 1: the current-thread runtime)
 #   OUT           output directory (default target/callgrind)
 #
 # Loopback only, free ports, every process stopped by PID; each batch is bounded by h2load's
@@ -85,7 +86,7 @@ exec valgrind --tool=callgrind --callgrind-out-file=$scratch/cg.out --dump-instr
 EOF
 chmod +x "$scratch/vg"
 mkdir -p "$work/proxy"
-WORK_DIR=$work/proxy PROXY_THREADS=1 PINPROXY_BIN=$scratch/vg \
+WORK_DIR=$work/proxy PROXY_THREADS=${PROXY_THREADS:-1} PINPROXY_BIN=$scratch/vg \
     "$ROOT/benches/pinproxy-adapter.sh" start "$port" "$work/certs/cert.pem" "$work/certs/key.pem" "127.0.0.1:$backend" \
     > "$scratch/proxy.log" 2>&1 &
 proxy=$!
