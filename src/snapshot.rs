@@ -139,6 +139,7 @@ pub fn build(
                 {
                     // Same certificates and keys: keep the config, and with it session tickets and caches.
                     built.config = old.config.clone();
+                    built.by_cert = old.by_cert.clone();
                     built.resolver = old.resolver.clone();
                 }
                 fingerprints.insert(key, fp);

@@ -19,9 +19,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::AlertDescription;
+use rustls::server::Acceptor;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
@@ -112,28 +113,38 @@ async fn serve_connection(
 ) {
     let limits = live.current().config.limits.clone();
     let metrics = &live.shared.metrics;
-    let acceptor = TlsAcceptor::from(tls.config.clone());
-    let stream =
-        match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                let reason = handshake_reason(&e);
-                metrics
-                    .tls_handshake_errors
-                    .with_label_values(&[&*listener, reason])
-                    .inc();
-                tracing::debug!(reason, cause = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                metrics
-                    .tls_handshake_errors
-                    .with_label_values(&[&*listener, "timeout"])
-                    .inc();
-                tracing::debug!("TLS handshake timed out");
-                return;
-            }
-        };
+    // The certificate is picked from the ClientHello here, once, and the handshake goes on with
+    // a config that serves exactly it: requests are checked against what was served.
+    let handshake = async {
+        let start = LazyConfigAcceptor::new(Acceptor::default(), tcp).await?;
+        let cert = tls.resolver.pick(start.client_hello().server_name());
+        let config = tls
+            .by_cert
+            .get(cert)
+            .cloned()
+            .unwrap_or_else(|| tls.config.clone());
+        start.into_stream(config).await.map(|s| (s, cert))
+    };
+    let (stream, cert) = match tokio::time::timeout(limits.tls_handshake_timeout, handshake).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let reason = handshake_reason(&e);
+            metrics
+                .tls_handshake_errors
+                .with_label_values(&[&*listener, reason])
+                .inc();
+            tracing::debug!(reason, cause = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            metrics
+                .tls_handshake_errors
+                .with_label_values(&[&*listener, "timeout"])
+                .inc();
+            tracing::debug!("TLS handshake timed out");
+            return;
+        }
+    };
     let (_, session) = stream.get_ref();
     let http2 = session.alpn_protocol() == Some(b"h2");
     let sni = session.server_name().map(str::to_string);
@@ -142,7 +153,6 @@ async fn serve_connection(
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
         _ => "-",
     };
-    let cert = tls.resolver.pick(sni.as_deref());
     let activity = Arc::new(Activity::new(!http2));
     let ctx = Arc::new(ConnCtx {
         listener,
