@@ -22,6 +22,7 @@ const EXIT_PROBLEMS: u8 = 1;
 const LOG_BUFFER_LINES: usize = 128_000;
 
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Run(cli.run)) {
         Command::Run(a) => run(&a.config),
@@ -50,6 +51,15 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_PROBLEMS)
         }
     }
+}
+
+/// mimalloc asks for transparent huge pages on its arenas, so each first touch of a 2 MiB
+/// range makes all of it resident: 12 MiB of the proxy's 22 MiB RSS at start-up, and more under
+/// load (BENCHMARKS.md). A proxy's heap is small and churns; 4 KiB pages keep RSS to what is used.
+fn no_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and touches no memory of ours.
+    // Failure (an old kernel) only leaves huge pages allowed.
+    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
 }
 
 fn tool(result: Result<(), pinproxy::tool::ToolError>) -> anyhow::Result<u8> {
@@ -100,21 +110,23 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
     guard
 }
 
-/// The async runtime: one worker per core, or `PINPROXY_WORKERS`. With a single worker the
-/// current-thread scheduler does the same work without cross-thread wake-ups.
+/// The async runtime: one worker per CPU this process may use (affinity and cgroup quota
+/// included, as `available_parallelism` reports them), or `PINPROXY_WORKERS`. With a single
+/// worker the current-thread scheduler does the same work without cross-thread wake-ups
+/// (BENCHMARKS.md has the numbers).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     let workers = std::env::var("PINPROXY_WORKERS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0);
-    let mut b = match workers {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n);
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
+        .filter(|n| *n > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(1);
+    let mut b = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
     };
     b.enable_all()
         .build()

@@ -159,6 +159,7 @@ pub fn build(
                 {
                     // Same certificates and keys: keep the config, and with it session tickets and caches.
                     built.config = old.config.clone();
+                    built.by_cert = old.by_cert.clone();
                     built.resolver = old.resolver.clone();
                 }
                 listener_keys.insert(l.name.clone(), key);
@@ -224,19 +225,19 @@ pub fn build(
         return Err(warnings);
     }
 
+    let listener_names: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
     let routes = RouteTable::new(
         config
             .routes
             .iter()
             .filter_map(|r| {
-                upstreams.get(&r.upstream).map(|u| RouteEntry {
-                    route: r.clone(),
-                    upstream: u.clone(),
-                    auth: r
+                upstreams.get(&r.upstream).map(|u| {
+                    let auth = r
                         .auth
                         .as_deref()
                         .and_then(|n| policies.get(n))
-                        .map(|p| Arc::new(RouteAuth::new(&r.name, p.clone(), &shared.metrics))),
+                        .map(|p| Arc::new(RouteAuth::new(&r.name, p.clone(), &shared.metrics)));
+                    RouteEntry::new(r.clone(), u.clone(), auth, &listener_names, &shared.metrics)
                 })
             })
             .collect(),

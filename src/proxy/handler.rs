@@ -1,6 +1,7 @@
 //! One request: host and path checks, route lookup, forwarding, and the one `match` from
 //! failure to status code. Clients get a short body; the log gets the detail.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -33,6 +35,8 @@ pub struct ConnCtx {
     pub peer: SocketAddr,
     pub sni: Option<String>,
     pub tls_version: &'static str,
+    /// `X-Forwarded-For`: the client address formatted once per connection, not per request.
+    pub forwarded_for: HeaderValue,
     /// The listener's TLS as of the handshake: the certificate served stays the one checked.
     pub tls: Arc<ListenerTls>,
     pub cert: usize,
@@ -88,15 +92,17 @@ impl Refusal {
     }
 }
 
-/// Everything the access log line needs, filled in as the request goes.
+/// Everything the access log line needs, filled in as the request goes. Holds shared handles
+/// (the URI and Host share the request head's buffer; the route entry is the snapshot's), so
+/// making one copies no strings; text is made only when a line is written.
 struct Record {
     ctx: Arc<ConnCtx>,
     start: Instant,
     method: Method,
-    host: String,
-    path: String,
-    route: String,
-    upstream: String,
+    /// The Host header or authority as received.
+    host: HeaderValue,
+    uri: Uri,
+    route: Option<Arc<RouteEntry>>,
     status: u16,
     bytes_in: Arc<AtomicU64>,
     access_log: bool,
@@ -105,6 +111,18 @@ struct Record {
     request_id: HeaderValue,
     /// From sending upstream to the upstream's response head.
     upstream_time: Option<std::time::Duration>,
+}
+
+impl Record {
+    fn route_name(&self) -> &str {
+        self.route.as_ref().map_or("-", |e| e.route.name.as_str())
+    }
+
+    fn upstream_name(&self) -> &str {
+        self.route
+            .as_ref()
+            .map_or("-", |e| e.upstream.config.name.as_str())
+    }
 }
 
 pub async fn handle(
@@ -121,17 +139,17 @@ pub async fn handle(
     {
         adoption.count(req.headers());
     }
+    let access_log = snap.config.log.access;
     let mut rec = Record {
         ctx: ctx.clone(),
         start: Instant::now(),
         method: req.method().clone(),
-        host: String::new(),
-        path: req.uri().path().to_string(),
-        route: "-".to_string(),
-        upstream: "-".to_string(),
+        host: HeaderValue::from_static(""),
+        uri: req.uri().clone(),
+        route: None,
         status: 0,
         bytes_in: Arc::new(AtomicU64::new(0)),
-        access_log: snap.config.log.access,
+        access_log,
         version: version_text(req.version()),
         user_agent: req
             .headers()
@@ -147,7 +165,7 @@ pub async fn handle(
         live.shared
             .metrics
             .upstream_requests
-            .with_label_values(&[rec.upstream.as_str()])
+            .with_label_values(&[rec.upstream_name()])
             .inc();
     }
     let mut resp = match result {
@@ -159,7 +177,7 @@ pub async fn handle(
                 live.shared
                     .metrics
                     .upstream_errors
-                    .with_label_values(&[rec.upstream.as_str(), kind.as_label()])
+                    .with_label_values(&[rec.upstream_name(), kind.as_label()])
                     .inc();
             }
             let mut resp = Response::new(local(text));
@@ -184,17 +202,27 @@ pub async fn handle(
     resp.headers_mut()
         .insert(X_REQUEST_ID.clone(), rec.request_id.clone());
     rec.status = resp.status().as_u16();
-    let metrics = &live.shared.metrics;
     let elapsed = rec.start.elapsed().as_secs_f64();
-    metrics
-        .request_duration
-        .with_label_values(&[&*ctx.listener, rec.route.as_str()])
-        .observe(elapsed);
     let code = resp.status();
-    metrics
-        .requests
-        .with_label_values(&[&*ctx.listener, rec.route.as_str(), code.as_str()])
-        .inc();
+    // A routed request uses the handles resolved with the snapshot; the rest (refusals before
+    // routing, listeners removed by a reload) look their series up.
+    match rec.route.as_ref().and_then(|e| e.metrics(&ctx.listener)) {
+        Some(m) => {
+            m.duration().observe(elapsed);
+            m.count(code);
+        }
+        None => {
+            let metrics = &live.shared.metrics;
+            metrics
+                .request_duration
+                .with_label_values(&[&*ctx.listener, rec.route_name()])
+                .observe(elapsed);
+            metrics
+                .requests
+                .with_label_values(&[&*ctx.listener, rec.route_name(), code.as_str()])
+                .inc();
+        }
+    }
     resp.body_mut()
         .set_done(Box::new(move |bytes_out| finish(rec, bytes_out)));
     Ok(resp)
@@ -216,8 +244,10 @@ async fn forward(
         BadRequest::NoHost => Refusal::NoHost,
         BadRequest::InvalidHost => Refusal::InvalidHost,
     })?;
-    let host = host_only(&host_value).to_ascii_lowercase();
-    rec.host = host.clone();
+    // Validated above; kept as a header value for X-Forwarded-Host and the access log.
+    rec.host = HeaderValue::from_str(&host_value).map_err(|_| Refusal::InvalidHost)?;
+    let host = lowercase(host_only(&host_value));
+    let host = &*host;
     if has_dot_segment(parts.uri.path()) {
         return Err(Refusal::DotSegments);
     }
@@ -227,33 +257,38 @@ async fn forward(
     if parts.method == Method::TRACE {
         return Err(Refusal::Trace);
     }
-    if !ctx.tls.certs[ctx.cert].path[0].covers_host(&host) {
+    if !ctx.tls.certs[ctx.cert].path[0].covers_host(host) {
         return Err(Refusal::MisdirectedHost);
     }
     // `OPTIONS *` asks about the server as a whole: routed like "/", forwarded as "*".
     let asterisk = parts.method == Method::OPTIONS && semantics::is_asterisk(&parts);
     let route_path = if asterisk { "/" } else { parts.uri.path() };
+    let entry = snap.routes.find(host, route_path).ok_or(Refusal::NoRoute)?;
+    rec.route = Some(entry.clone());
     let RouteEntry {
         route,
         upstream,
         auth,
-    } = snap
-        .routes
-        .find(&host, route_path)
-        .ok_or(Refusal::NoRoute)?;
-    rec.route = route.name.clone();
-    rec.upstream = upstream.config.name.clone();
+        ..
+    } = &**entry;
 
     let up = &upstream.config;
-    let path_and_query = if asterisk {
-        "*".to_string()
-    } else {
-        let mut pq = upstream_path(&up.base_path, route, parts.uri.path());
-        if let Some(q) = parts.uri.query() {
-            pq.push('?');
-            pq.push_str(q);
+    let path_and_query = match parts.uri.path_and_query() {
+        _ if asterisk => PathAndQuery::from_static("*"),
+        // The common case sends the path as received: share it instead of rebuilding it.
+        Some(pq)
+            if up.base_path.is_empty() && !route.strip_prefix && pq.path().starts_with('/') =>
+        {
+            pq.clone()
         }
-        pq
+        _ => {
+            let mut p = upstream_path(&up.base_path, route, parts.uri.path());
+            if let Some(q) = parts.uri.query() {
+                p.push('?');
+                p.push_str(q);
+            }
+            PathAndQuery::try_from(p).map_err(|_| Refusal::DotSegments)?
+        }
     };
     if parts.version == Version::HTTP_2 {
         semantics::join_cookies(&mut parts.headers);
@@ -285,7 +320,7 @@ async fn forward(
     // The upstream connection picks its own version (ALPN); the pool rejects a mismatch.
     parts.version = Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::set_forwarded(&mut parts.headers, ctx.peer.ip(), &host_value);
+    headers::set_forwarded(&mut parts.headers, &ctx.forwarded_for, &rec.host);
     // Host comes from the URI authority above; a Host beside HTTP/2's :authority is a
     // duplicate to some servers (nginx < 1.25: 400).
     parts.headers.remove(header::HOST);
@@ -369,11 +404,11 @@ fn finish(rec: Record, bytes_out: u64) {
         sni = rec.ctx.sni.as_deref().unwrap_or("-"),
         tls = rec.ctx.tls_version,
         method = %rec.method,
-        host = %rec.host,
-        path = %rec.path,
+        host = %lowercase(host_only(rec.host.to_str().unwrap_or("-"))),
+        path = %rec.uri.path(),
         status = rec.status,
-        route = %rec.route,
-        upstream = %rec.upstream,
+        route = %rec.route_name(),
+        upstream = %rec.upstream_name(),
         duration_ms = crate::diag::ms(rec.start.elapsed()),
         upstream_ms = rec.upstream_time.map(crate::diag::ms),
         version = rec.version,
@@ -393,6 +428,15 @@ fn version_text(v: Version) -> &'static str {
         Version::HTTP_2 => "HTTP/2",
         Version::HTTP_3 => "HTTP/3",
         _ => "-",
+    }
+}
+
+/// `s` in lower case, copied only when it is not already (clients send lower case).
+fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
     }
 }
 

@@ -26,45 +26,71 @@ static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// Removes hop-by-hop headers, including those named in `Connection`. `TE: trailers` is kept
 /// (gRPC needs it); any other `TE` is dropped.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
+    // Runs twice per request: one pass over the names present (most heads carry none of these,
+    // or only `Connection`) instead of a hash lookup per listed name.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        } else if name == header::TE {
+            present |= 1 << HOP_BY_HOP.len();
+        }
     }
-    let keep_te = headers.get_all(header::TE).iter().any(|v| {
-        v.to_str().is_ok_and(|s| {
-            s.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        })
-    });
-    headers.remove(header::TE);
-    if keep_te {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    if present == 0 {
+        return;
+    }
+    // Judged before `Connection` is applied: RFC 9110 §10.1.4 has a client send `Connection: TE`
+    // beside `TE: trailers`, and that must not cost the `trailers` it asks for.
+    let keep_te = present & (1 << HOP_BY_HOP.len()) != 0
+        && headers.get_all(header::TE).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
+        });
+    if present & 1 != 0 {
+        // HOP_BY_HOP[0] is Connection. Its values are shared, not copied, while names are
+        // removed; only a second Connection line takes an allocation.
+        let mut values = headers.get_all(header::CONNECTION).iter();
+        let first = values.next().cloned();
+        let rest: Vec<HeaderValue> = values.cloned().collect();
+        for name in first
+            .iter()
+            .chain(&rest)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+        {
+            // `remove(&str)` lower-cases on the stack; a token that is no header name matches nothing.
+            headers.remove(name.trim());
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+    if present & (1 << HOP_BY_HOP.len()) != 0 {
+        headers.remove(header::TE);
+        if keep_te {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
     }
 }
 
-/// Sets `X-Forwarded-For` and `X-Real-IP` to the client address, `X-Forwarded-Proto: https`
-/// and `X-Forwarded-Host`; whatever the client sent under these names (and `Forwarded`) is dropped,
-/// because the clients are the internet.
-pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, host: &str) {
+/// Sets `X-Forwarded-For` and `X-Real-IP` to the client address (see [`client_address`]),
+/// `X-Forwarded-Proto: https` and `X-Forwarded-Host`; whatever the client sent under these names
+/// (and `Forwarded`) is dropped, because the clients are the internet.
+pub fn set_forwarded(headers: &mut HeaderMap, client: &HeaderValue, host: &HeaderValue) {
     headers.remove(&FORWARDED);
-    let ip = HeaderValue::from(IpHeader(client));
-    headers.insert(X_REAL_IP.clone(), ip.clone());
-    headers.insert(X_FORWARDED_FOR.clone(), ip);
+    headers.insert(X_REAL_IP.clone(), client.clone());
+    headers.insert(X_FORWARDED_FOR.clone(), client.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
-    match HeaderValue::from_str(host) {
-        Ok(v) => {
-            headers.insert(X_FORWARDED_HOST.clone(), v);
-        }
-        Err(_) => {
-            headers.remove(&X_FORWARDED_HOST);
-        }
-    }
+    headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+}
+
+/// A client address as a header value, made once per connection (a clone shares it).
+pub fn client_address(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from(IpHeader(ip))
 }
 
 /// Whether the client asked to switch protocols (WebSocket and the like).
@@ -108,13 +134,47 @@ mod tests {
     }
 
     #[test]
+    fn connection_tokens_are_matched_case_insensitively_across_lines() {
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("X-One"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static(" x-two ,,bad name"),
+        );
+        h.insert("x-one", HeaderValue::from_static("1"));
+        h.insert("x-two", HeaderValue::from_static("2"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.get(header::CONTENT_TYPE).is_some());
+        let mut untouched = HeaderMap::new();
+        untouched.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut untouched);
+        assert_eq!(untouched.len(), 1);
+    }
+
+    #[test]
+    fn te_trailers_stays_when_connection_names_te_as_the_rfc_asks() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("TE"));
+        h.insert("te", HeaderValue::from_static("trailers, deflate"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.get("te").map(|v| v.as_bytes()), Some(&b"trailers"[..]));
+        assert!(h.get("connection").is_none());
+    }
+
+    #[test]
     fn client_forwarded_values_are_replaced() {
         let mut h = HeaderMap::new();
         h.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.append("x-forwarded-for", HeaderValue::from_static("7.7.7.7"));
         h.insert("forwarded", HeaderValue::from_static("for=6.6.6.6"));
         h.insert("x-real-ip", HeaderValue::from_static("6.6.6.6"));
-        set_forwarded(&mut h, "127.0.0.1".parse().expect("ip"), "api.example.com");
+        set_forwarded(
+            &mut h,
+            &client_address("127.0.0.1".parse().expect("ip")),
+            &HeaderValue::from_static("api.example.com"),
+        );
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(
             h.get("x-forwarded-for").map(|v| v.as_bytes()),

@@ -7,7 +7,8 @@
 
 mod activity;
 mod handler;
-mod headers;
+/// Public for the micro-benchmarks in benches/ only.
+pub mod headers;
 mod proxy_protocol;
 mod request_id;
 mod response_headers;
@@ -22,9 +23,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::AlertDescription;
+use rustls::server::Acceptor;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
@@ -124,28 +126,38 @@ async fn serve_connection(
     let Some(peer) = proxy_protocol::client(&mut tcp, peer, &listener, &live, timeout).await else {
         return;
     };
-    let acceptor = TlsAcceptor::from(tls.config.clone());
-    let stream =
-        match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                let reason = handshake_reason(&e);
-                metrics
-                    .tls_handshake_errors
-                    .with_label_values(&[&*listener, reason])
-                    .inc();
-                tracing::debug!(reason, cause = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                metrics
-                    .tls_handshake_errors
-                    .with_label_values(&[&*listener, "timeout"])
-                    .inc();
-                tracing::debug!("TLS handshake timed out");
-                return;
-            }
-        };
+    // The certificate is picked from the ClientHello here, once, and the handshake goes on with
+    // a config that serves exactly it: requests are checked against what was served.
+    let handshake = async {
+        let start = LazyConfigAcceptor::new(Acceptor::default(), tcp).await?;
+        let cert = tls.resolver.pick(start.client_hello().server_name());
+        let config = tls
+            .by_cert
+            .get(cert)
+            .cloned()
+            .unwrap_or_else(|| tls.config.clone());
+        start.into_stream(config).await.map(|s| (s, cert))
+    };
+    let (stream, cert) = match tokio::time::timeout(limits.tls_handshake_timeout, handshake).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let reason = handshake_reason(&e);
+            metrics
+                .tls_handshake_errors
+                .with_label_values(&[&*listener, reason])
+                .inc();
+            tracing::debug!(reason, cause = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            metrics
+                .tls_handshake_errors
+                .with_label_values(&[&*listener, "timeout"])
+                .inc();
+            tracing::debug!("TLS handshake timed out");
+            return;
+        }
+    };
     let (_, session) = stream.get_ref();
     let http2 = session.alpn_protocol() == Some(b"h2");
     let sni = session.server_name().map(str::to_string);
@@ -154,7 +166,6 @@ async fn serve_connection(
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
         _ => "-",
     };
-    let cert = tls.resolver.pick(sni.as_deref());
     let listener_label = listener.clone();
     let activity = Arc::new(Activity::new(!http2));
     let ctx = Arc::new(ConnCtx {
@@ -162,6 +173,7 @@ async fn serve_connection(
         peer,
         sni,
         tls_version,
+        forwarded_for: headers::client_address(peer.ip()),
         tls,
         cert,
         activity: activity.clone(),
@@ -184,7 +196,13 @@ async fn serve_connection(
                 u32::try_from(limits.max_header_bytes.saturating_mul(4)).unwrap_or(u32::MAX),
             )
             .keep_alive_interval(Some(KEEPALIVE_PING.min(limits.idle_timeout)))
-            .keep_alive_timeout(KEEPALIVE_PING_TIMEOUT);
+            .keep_alive_timeout(KEEPALIVE_PING_TIMEOUT)
+            // Bounds what one connection can make the proxy hold for slow readers (hyper's
+            // defaults allow 200 streams x 400 KiB). Neither setting moved peak RSS or
+            // instructions per request in the harness shapes (BENCHMARKS.md); windows stay at
+            // hyper's 1 MiB, which caps upload buffering per connection.
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .max_send_buf_size(H2_MAX_SEND_BUF);
     } else {
         builder = builder.http1_only();
         builder
@@ -282,4 +300,8 @@ fn handshake_reason(e: &std::io::Error) -> &'static str {
 /// Read-buffer room above `max_header_bytes` (see the HTTP/1 builder).
 const HEAD_SLACK: usize = 8192;
 const KEEPALIVE_PING: Duration = Duration::from_secs(30);
+/// nginx's default `http2_max_concurrent_streams`.
+const H2_MAX_STREAMS: u32 = 128;
+/// Response bytes buffered per stream ahead of the client's window: one 64 KiB default window.
+const H2_MAX_SEND_BUF: usize = 64 * 1024;
 const KEEPALIVE_PING_TIMEOUT: Duration = Duration::from_secs(20);

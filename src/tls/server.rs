@@ -34,6 +34,11 @@ pub struct LoadedCert {
 pub struct ListenerTls {
     pub name: String,
     pub config: Arc<ServerConfig>,
+    /// `config` with the resolver fixed to one certificate, by index: the proxy picks the
+    /// certificate from the ClientHello itself and hands the handshake the matching config, so
+    /// the certificate a connection's requests are checked against is the one served (no second
+    /// lookup). Clones of `config`: they share its session cache and ticketer.
+    pub by_cert: Vec<Arc<ServerConfig>>,
     pub resolver: Arc<SniResolver>,
     pub certs: Vec<LoadedCert>,
     pub matches: Vec<ChainMatch>,
@@ -51,8 +56,15 @@ impl SniResolver {
     /// Index of the certificate served for `sni`.
     pub fn pick(&self, sni: Option<&str>) -> usize {
         let Some(sni) = sni else { return 0 };
-        let sni = sni.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(i) = self.exact.get(&sni) {
+        // rustls hands SNI over in lower case already: copy only when it is not.
+        let sni = sni.trim_end_matches('.');
+        let sni = if sni.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(sni.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(sni)
+        };
+        let sni = &*sni;
+        if let Some(i) = self.exact.get(sni) {
             return *i;
         }
         sni.split_once('.')
@@ -65,6 +77,16 @@ impl SniResolver {
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.keys.get(self.pick(hello.server_name())).cloned()
+    }
+}
+
+/// Always the same certificate: the one picked by SNI before the handshake went on.
+#[derive(Debug)]
+struct OneCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for OneCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
     }
 }
 
@@ -137,10 +159,20 @@ pub fn build_listener(
             )
         })?;
     }
+    // After the ticketer: the per-certificate configs share it and the session cache.
+    let by_cert = certs
+        .iter()
+        .map(|c| {
+            let mut one = server_config.clone();
+            one.cert_resolver = Arc::new(OneCert(c.key.clone()));
+            Arc::new(one)
+        })
+        .collect();
     Ok((
         ListenerTls {
             name: listener.name.clone(),
             config: Arc::new(server_config),
+            by_cert,
             resolver,
             certs,
             matches,

@@ -29,6 +29,9 @@ use crate::pin::{CertInfo, Pin, PinMode, cert_info};
 #[derive(Debug, Clone)]
 pub struct UpstreamTls {
     pub client_config: Arc<ClientConfig>,
+    /// The verifier inside `client_config` (which does not hand it out): verification and the
+    /// pin check on their own, as the micro-benchmarks in benches/ run them.
+    pub verifier: Arc<dyn ServerCertVerifier>,
 }
 
 /// One certificate of a verified path as last seen from an upstream.
@@ -255,14 +258,16 @@ pub fn build_upstream_tls(
         pins,
         observer,
     };
+    let verifier: Arc<dyn ServerCertVerifier> = Arc::new(verifier);
     let cfg = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| err(Kind::Tls, "url", e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_custom_certificate_verifier(verifier.clone())
         .with_no_client_auth();
     Ok(UpstreamTls {
         client_config: Arc::new(cfg),
+        verifier,
     })
 }
 
