@@ -4,8 +4,8 @@
 //!
 //! Series of certificates no longer served disappear at the sweep that follows a swap; an
 //! upstream's observed series go when the upstream is removed or was not seen (no handshake,
-//! no successful request) for 2 × `check_every`. Reads snapshots and observers; changes
-//! nothing but the expiry gauges.
+//! no successful request) for 2 × `check_every`. Reads the [`Inventory`] of the current
+//! snapshot (what `check` and `/status` read); changes nothing but the expiry gauges.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -15,9 +15,9 @@ use prometheus::{GaugeVec, IntGaugeVec};
 use tokio::sync::Notify;
 
 use crate::config::Expiry;
-use crate::inventory::judge;
+use crate::inventory::{Inventory, judge};
 use crate::metrics::Metrics;
-use crate::snapshot::{Live, Snapshot, unix_now};
+use crate::snapshot::{Live, unix_now};
 use crate::tls::{Position, fmt_time};
 
 /// Remembers which series the last sweep set (to remove the ones that went away) and which
@@ -97,7 +97,8 @@ impl Sweeper {
     /// and logs what is close to expiring.
     pub fn sweep(&self, live: &Live, reason: Reason) -> SweepSummary {
         let snap = live.current();
-        let found = collect(&snap, SystemTime::now());
+        let now = unix_now();
+        let found = collect(&Inventory::of(&snap, &live.shared.metrics, now));
         if reason == Reason::Scheduled {
             for w in crate::auth::stale_key_files(&snap.config, SystemTime::now()).warnings() {
                 tracing::warn!("{w}");
@@ -107,7 +108,7 @@ impl Sweeper {
             &live.shared.metrics,
             &snap.config.expiry,
             &found,
-            unix_now(),
+            now,
             reason,
         )
     }
@@ -236,7 +237,7 @@ pub fn is_stale(at: SystemTime, now: SystemTime, check_every: Duration) -> bool 
     now.duration_since(at).unwrap_or_default() > check_every * 2
 }
 
-/// Every item one sweep reports, read from one snapshot.
+/// Every item one sweep reports, read from one inventory.
 #[derive(Debug, Default)]
 struct Found {
     certs: Vec<CertItem>,
@@ -299,104 +300,64 @@ struct Series {
     pin_sets: HashSet<Vec<String>>,
 }
 
-fn collect(snap: &Snapshot, now: SystemTime) -> Found {
-    let cfg = &snap.config;
+/// The sweep's items, read from the inventory: the one walk of the snapshot that `check`,
+/// `/status`, the status page and the start-up log read too, so a certificate or pin set
+/// cannot be in the metrics and missing from `/status`, or the reverse. Flattened here
+/// because the gauges and log lines are per item, and the unit tests build items directly.
+fn collect(inv: &Inventory) -> Found {
+    let served = inv.listeners.iter().flat_map(|l| {
+        l.certs
+            .iter()
+            .flat_map(|c| &c.path)
+            .map(move |v| ("listener", &l.name, v))
+    });
+    // A stale upstream path stays in `/status` (marked) but leaves the metrics: not seen for
+    // 2 × check_every. Served certificates never go stale.
+    let observed = inv
+        .upstreams
+        .iter()
+        .filter(|u| u.tls && u.stale == Some(false))
+        .flat_map(|u| {
+            u.last_verified_path
+                .iter()
+                .flatten()
+                .map(move |c| ("upstream", &u.name, &c.cert))
+        });
     let mut found = Found::default();
-    for l in &cfg.listeners {
-        let Some(tls) = snap.listeners.get(&l.name) else {
-            continue;
-        };
-        for c in &tls.certs {
-            for (i, info) in c.path.iter().enumerate() {
-                let position = Position::of(i, c.path.len(), c.has_anchor);
-                let pin = info.pin.to_prefixed();
-                for set in l.pin_sets.iter().filter_map(|n| cfg.pin_sets.get(n)) {
-                    found.pinned.push(PinnedItem {
-                        labels: [
-                            "listener".into(),
-                            l.name.clone(),
-                            set.name.clone(),
-                            position.as_str().into(),
-                            pin.clone(),
-                        ],
-                        pinned: set.contains(&info.pin),
-                    });
-                }
-                found.certs.push(CertItem {
-                    scope: "listener",
-                    name: l.name.clone(),
-                    position,
-                    subject: info.subject.clone(),
-                    serial: info.serial.clone(),
-                    pin,
-                    not_after: info.not_after,
-                });
-            }
+    for (scope, name, v) in served.chain(observed) {
+        for p in &v.pinned {
+            found.pinned.push(PinnedItem {
+                labels: [
+                    scope.into(),
+                    name.clone(),
+                    p.pin_set.clone(),
+                    v.position.as_str().into(),
+                    v.pin.clone(),
+                ],
+                pinned: p.pinned,
+            });
+        }
+        // A compiled-in or OS root is known by its key only: no expiry to report.
+        if let (Some(not_after), Some(serial)) = (v.not_after_unix, &v.serial) {
+            found.certs.push(CertItem {
+                scope,
+                name: name.clone(),
+                position: v.position,
+                subject: v.subject.clone(),
+                serial: serial.clone(),
+                pin: v.pin.clone(),
+                not_after,
+            });
         }
     }
-
-    for (name, client) in &snap.upstreams {
-        let Some((at, path)) = client.observer.last_path() else {
-            continue;
-        };
-        if !client.config.tls || is_stale(at, now, cfg.expiry.check_every) {
-            continue;
-        }
-        let set = client
-            .config
-            .pin_set
-            .as_ref()
-            .and_then(|n| cfg.pin_sets.get(n));
-        for c in &path {
-            let pin = c.pin.to_prefixed();
-            if let Some(set) = set {
-                found.pinned.push(PinnedItem {
-                    labels: [
-                        "upstream".into(),
-                        name.clone(),
-                        set.name.clone(),
-                        c.position.as_str().into(),
-                        pin.clone(),
-                    ],
-                    pinned: set.contains(&c.pin),
-                });
-            }
-            // A compiled-in or OS root is known by its key only: no expiry to report.
-            if let Some(info) = &c.info {
-                found.certs.push(CertItem {
-                    scope: "upstream",
-                    name: name.clone(),
-                    position: c.position,
-                    subject: info.subject.clone(),
-                    serial: info.serial.clone(),
-                    pin,
-                    not_after: info.not_after,
-                });
-            }
-        }
-    }
-
-    found.pin_sets = cfg
+    found.pin_sets = inv
         .pin_sets
-        .values()
-        .map(|s| {
-            let role = judge::Role::of(
-                cfg.listeners.iter().any(|l| l.pin_sets.contains(&s.name)),
-                cfg.upstreams
-                    .values()
-                    .any(|u| u.pin_set.as_ref() == Some(&s.name)),
-            );
-            let now = now
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            PinSetItem {
-                name: s.name.clone(),
-                description: s.description.clone(),
-                expires: s.expires_unix(),
-                detail: judge::pin_set(s, role, now, &cfg.expiry)
-                    .message
-                    .unwrap_or_default(),
-            }
+        .iter()
+        .map(|s| PinSetItem {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            expires: s.expires_unix,
+            detail: s.message.clone().unwrap_or_default(),
         })
         .collect();
     found

@@ -3,6 +3,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use super::*;
+use crate::inventory::{
+    CertView, ExpiryView, ListenerView, PinnedIn, ServedChain, UpstreamCertView, UpstreamView,
+};
 
 /// tracing caches per-callsite interest globally: a sweep on another test thread with no
 /// subscriber can race the capturing test's subscriber, so the tests that sweep take turns.
@@ -197,4 +200,144 @@ fn log_lines_match_the_summary_with_one_level_per_window() {
     assert_eq!(with("WARN"), 1, "{out}");
     assert_eq!(with("ERROR"), 2, "{out}");
     assert_eq!(with("pin set has EXPIRED"), 1, "{out}");
+}
+
+fn view(position: Position, serial: &str, days: Option<i64>, pinned: &[(&str, bool)]) -> CertView {
+    CertView {
+        position,
+        subject: format!("CN={serial}"),
+        serial: days.map(|_| serial.into()),
+        pin: format!("sha256/{serial}"),
+        key: None,
+        not_after: None,
+        days_left: None,
+        urgency: None,
+        not_after_unix: days.map(|d| NOW + d * DAY),
+        pinned: pinned
+            .iter()
+            .map(|(s, p)| PinnedIn {
+                pin_set: (*s).into(),
+                pinned: *p,
+            })
+            .collect(),
+    }
+}
+
+fn upstream(name: &str, tls: bool, stale: bool, path: Vec<CertView>) -> UpstreamView {
+    UpstreamView {
+        name: name.into(),
+        url: format!("https://{name}"),
+        tls,
+        pin_set: Some("up".into()),
+        pin_match: None,
+        mode: None,
+        last_verified_path: Some(
+            path.into_iter()
+                .map(|cert| UpstreamCertView {
+                    cert,
+                    matched_pins: vec![],
+                })
+                .collect(),
+        ),
+        last_seen: None,
+        stale: Some(stale),
+        pin_mismatches: 0,
+        errors: vec![],
+    }
+}
+
+/// The sweep reads the inventory: served chains and fresh TLS upstream paths become series,
+/// a root known by its key only has a pinned series but no expiry, stale paths are left out.
+#[test]
+fn the_items_are_read_from_the_inventory() {
+    let d = String::new;
+    let inv = Inventory {
+        version: "test",
+        generation: 1,
+        config: d(),
+        config_sha256: d(),
+        listeners: vec![ListenerView {
+            name: "mobile".into(),
+            listen: d(),
+            pin_sets: vec!["app".into()],
+            certs: vec![ServedChain {
+                field: d(),
+                server_names: vec![],
+                path: vec![
+                    view(Position::Leaf, "01", Some(20), &[("app", false)]),
+                    view(Position::Intermediate, "ca", Some(90), &[("app", true)]),
+                ],
+                pin_sets: vec![],
+            }],
+            adoption: None,
+        }],
+        pin_sets: vec![],
+        upstreams: vec![
+            upstream(
+                "payments",
+                true,
+                false,
+                vec![
+                    view(Position::Leaf, "p1", Some(5), &[("up", false)]),
+                    view(Position::Anchor, "root", None, &[("up", true)]),
+                ],
+            ),
+            upstream(
+                "gone",
+                true,
+                true,
+                vec![view(Position::Leaf, "g", Some(5), &[])],
+            ),
+            upstream(
+                "plain",
+                false,
+                false,
+                vec![view(Position::Leaf, "h", Some(5), &[])],
+            ),
+        ],
+        expiry: ExpiryView {
+            warn_before: d(),
+            critical_before: d(),
+            pin_set_warn_before: d(),
+            pin_set_critical_before: d(),
+            pin_set_grace: d(),
+            check_every: d(),
+        },
+        findings: vec![],
+    };
+    let found = collect(&inv);
+    let certs: Vec<Vec<String>> = found.certs.iter().map(CertItem::labels).collect();
+    assert_eq!(
+        certs,
+        [
+            ["listener", "mobile", "leaf", "CN=01", "01", "sha256/01"],
+            [
+                "listener",
+                "mobile",
+                "intermediate",
+                "CN=ca",
+                "ca",
+                "sha256/ca"
+            ],
+            ["upstream", "payments", "leaf", "CN=p1", "p1", "sha256/p1"],
+        ]
+    );
+    assert_eq!(found.certs[2].not_after, NOW + 5 * DAY);
+    let pinned: Vec<(&[String; 5], bool)> =
+        found.pinned.iter().map(|p| (&p.labels, p.pinned)).collect();
+    assert_eq!(pinned.len(), 4, "{pinned:?}");
+    assert_eq!(
+        pinned[3],
+        (
+            &[
+                "upstream".to_string(),
+                "payments".into(),
+                "up".into(),
+                "anchor".into(),
+                "sha256/root".into()
+            ],
+            true
+        ),
+        "a root without a certificate is still pinned"
+    );
 }

@@ -3,9 +3,10 @@
 //! standing and backups, upstreams with the last verified path and which pins matched it.
 //!
 //! Built in one place from a snapshot and the upstream observers; `check`, the start-up log,
-//! `/status` (serde straight from these structs) and the status page all read it, and every
-//! expiry sentence comes from [`judge`]. It changes nothing. A new fact about a pin set or a
-//! chain is one field here, and every reader gets it.
+//! `/status` (serde straight from these structs), the status page and the expiry sweep's
+//! gauges and log lines all read it, and every expiry sentence comes from [`judge`]. It
+//! changes nothing. A new fact about a pin set or a chain is one field here, and every reader
+//! gets it; what only the sweep needs is `#[serde(skip)]`, so `/status` does not change.
 
 pub mod judge;
 
@@ -18,7 +19,7 @@ use serde::Serialize;
 
 use crate::expiry::{Urgency, days_left, is_stale};
 use crate::metrics::Metrics;
-use crate::pin::{CertInfo, Pin};
+use crate::pin::{CertInfo, Pin, PinSet};
 use crate::snapshot::Snapshot;
 use crate::tls::{ChainMatch, Position, fmt_time};
 use judge::{PinSetStanding, Role};
@@ -71,6 +72,22 @@ pub struct CertView {
     /// Two decimals: enough to read, and stable between two requests a second apart.
     pub days_left: Option<f64>,
     pub urgency: Option<Urgency>,
+    /// `not_after` as unix seconds, for the expiry sweep's gauges. Not in `/status`, which
+    /// shows the date and `days_left` (the metrics carry the timestamp).
+    #[serde(skip)]
+    pub not_after_unix: Option<i64>,
+    /// Whether this key is in each pin set its owner names (the listener's sets, the
+    /// upstream's set): `pinproxy_certificate_pinned`. Not in `/status`, where the chain's
+    /// `pin_sets` and the path's `matched_pins` already say it by label.
+    #[serde(skip)]
+    pub pinned: Vec<PinnedIn>,
+}
+
+/// One pin set named by a certificate's listener or upstream, and whether it holds the key.
+#[derive(Debug, Clone)]
+pub struct PinnedIn {
+    pub pin_set: String,
+    pub pinned: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -82,6 +99,9 @@ pub struct PinSetView {
     pub expires: String,
     pub days_left: f64,
     pub urgency: Urgency,
+    /// `expires` (00:00 UTC) as unix seconds, for the sweep's gauge; `/status` shows the date.
+    #[serde(skip)]
+    pub expires_unix: i64,
     pub live: bool,
     pub message: Option<String>,
     pub pins: Vec<PinView>,
@@ -117,6 +137,10 @@ pub struct PinView {
 pub struct UpstreamView {
     pub name: String,
     pub url: String,
+    /// Whether the proxy speaks TLS to it (the `url`'s scheme): only then does the sweep
+    /// report its path.
+    #[serde(skip)]
+    pub tls: bool,
     pub pin_set: Option<String>,
     pub pin_match: Option<&'static str>,
     pub mode: Option<&'static str>,
@@ -162,16 +186,29 @@ impl Inventory {
         let cfg = &snap.config;
         let exp = &cfg.expiry;
         let days = |t: i64| (days_left(t, now) * 100.0).round() / 100.0;
-        let cert_view = |position: Position, info: &CertInfo| CertView {
-            position,
-            subject: info.subject.clone(),
-            serial: Some(info.serial.clone()),
-            pin: info.pin.to_prefixed(),
-            key: Some(info.key_algorithm.to_string()),
-            not_after: Some(fmt_time(info.not_after)),
-            days_left: Some(days(info.not_after)),
-            urgency: Some(judge::certificate(info.not_after, now, exp)),
+        // `pin` is the key the chain presented (for an upstream, the one its pin set was
+        // checked against); `sets` the pin sets its listener or upstream names.
+        let pinned = |pin: &Pin, sets: &[&PinSet]| {
+            sets.iter()
+                .map(|s| PinnedIn {
+                    pin_set: s.name.clone(),
+                    pinned: s.contains(pin),
+                })
+                .collect()
         };
+        let cert_view =
+            |position: Position, info: &CertInfo, pin: &Pin, sets: &[&PinSet]| CertView {
+                position,
+                subject: info.subject.clone(),
+                serial: Some(info.serial.clone()),
+                pin: pin.to_prefixed(),
+                key: Some(info.key_algorithm.to_string()),
+                not_after: Some(fmt_time(info.not_after)),
+                days_left: Some(days(info.not_after)),
+                urgency: Some(judge::certificate(info.not_after, now, exp)),
+                not_after_unix: Some(info.not_after),
+                pinned: pinned(pin, sets),
+            };
 
         let mut listeners = Vec::new();
         // Pins on any served chain of a listener that names the set: rule 2's "used".
@@ -180,6 +217,11 @@ impl Inventory {
             let Some(tls) = snap.listeners.get(&l.name) else {
                 continue;
             };
+            let sets: Vec<&PinSet> = l
+                .pin_sets
+                .iter()
+                .filter_map(|n| cfg.pin_sets.get(n))
+                .collect();
             let certs = tls
                 .certs
                 .iter()
@@ -197,7 +239,8 @@ impl Inventory {
                             .iter()
                             .enumerate()
                             .map(|(i, info)| {
-                                cert_view(Position::of(i, c.path.len(), c.has_anchor), info)
+                                let position = Position::of(i, c.path.len(), c.has_anchor);
+                                cert_view(position, info, &info.pin, &sets)
                             })
                             .collect(),
                         pin_sets: tls
@@ -222,6 +265,7 @@ impl Inventory {
         let wall = SystemTime::now();
         for u in cfg.upstreams.values() {
             let set = u.pin_set.as_ref().and_then(|n| cfg.pin_sets.get(n));
+            let sets: Vec<&PinSet> = set.into_iter().collect();
             let client = snap.upstreams.get(&u.name);
             let observed = client.and_then(|c| c.observer.last_path());
             if let (Some(set), Some((_, path))) = (set, &observed) {
@@ -245,6 +289,7 @@ impl Inventory {
                     u.authority,
                     u.base_path
                 ),
+                tls: u.tls,
                 pin_set: u.pin_set.clone(),
                 pin_match: u.pin_set.as_ref().map(|_| u.pin_match.as_str()),
                 mode: set.map(|s| s.mode.as_str()),
@@ -252,7 +297,7 @@ impl Inventory {
                     path.iter()
                         .map(|c| UpstreamCertView {
                             cert: match &c.info {
-                                Some(info) => cert_view(c.position, info),
+                                Some(info) => cert_view(c.position, info, &c.pin, &sets),
                                 // A compiled-in or OS root is known by its key only.
                                 None => CertView {
                                     position: c.position,
@@ -263,6 +308,8 @@ impl Inventory {
                                     not_after: None,
                                     days_left: None,
                                     urgency: None,
+                                    not_after_unix: None,
+                                    pinned: pinned(&c.pin, &sets),
                                 },
                             },
                             matched_pins: set
@@ -336,6 +383,7 @@ impl Inventory {
                     expires: s.expires.to_string(),
                     days_left: days(s.expires_unix()),
                     urgency,
+                    expires_unix: s.expires_unix(),
                     live,
                     message,
                     backups: pins
