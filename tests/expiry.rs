@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::prom::{self, Sample};
 use common::*;
 use pinproxy::expiry::{Reason, Sweeper};
-use pinproxy::run::{Running, start};
+use pinproxy::run::Running;
 use serde_json::Value;
 
 const NOT_AFTER: &str = "pinproxy_certificate_not_after_timestamp_seconds";
@@ -255,7 +255,7 @@ async fn served_leaf_intermediate_and_anchor_show_their_not_after_and_which_pin_
             listener(&["app", "app-ca"], Some("certs/root.pem"))
         ),
     );
-    let r = start(&dir.config_path()).await.expect("proxy starts");
+    let r = start_proxy(&dir.config_path()).await.expect("proxy starts");
 
     let path = [
         Expect::of("leaf", &leaf.cert_der, &leaf.pin),
@@ -364,7 +364,7 @@ async fn an_expired_pin_set_keeps_its_series_and_the_proxy_still_starts() {
         "config.toml",
         listener(&["app", "app-1"], None) + IDLE_ROUTE,
     );
-    let r = start(&dir.config_path())
+    let r = start_proxy(&dir.config_path())
         .await
         .expect("an expired pin set is a warning, not a refusal to start");
 
@@ -418,7 +418,9 @@ async fn an_upstreams_verified_path_appears_after_the_first_request_and_goes_whe
  {
     let expiry = "[expiry]\ncheck_every = \"1h\"";
     let u = UpstreamSetup::new(expiry).await;
-    let r = start(&u.dir.config_path()).await.expect("proxy starts");
+    let r = start_proxy(&u.dir.config_path())
+        .await
+        .expect("proxy starts");
     until(&r, "listener swept", |s| {
         !scoped(s, NOT_AFTER, "listener").is_empty()
     })
@@ -495,7 +497,9 @@ async fn an_upstreams_verified_path_appears_after_the_first_request_and_goes_whe
 #[tokio::test]
 async fn an_upstream_path_stays_while_requests_flow_and_goes_after_two_check_intervals_unseen() {
     let u = UpstreamSetup::new("[expiry]\ncheck_every = \"1s\"").await;
-    let r = start(&u.dir.config_path()).await.expect("proxy starts");
+    let r = start_proxy(&u.dir.config_path())
+        .await
+        .expect("proxy starts");
     let client = u.client(&r);
     client.get("localhost", "/").await.expect("first request");
     until(&r, "the upstream's verified path is swept", |s| {
@@ -562,7 +566,7 @@ async fn a_reload_that_replaces_the_served_certificate_removes_the_old_series_at
         ],
     );
     dir.write("config.toml", listener(&["app"], None) + IDLE_ROUTE);
-    let r = start(&dir.config_path()).await.expect("proxy starts");
+    let r = start_proxy(&dir.config_path()).await.expect("proxy starts");
     let old_exp = Expect::of("leaf", &old.cert_der, &old.pin);
     until(&r, "the first leaf is swept", |s| {
         prom::exact(s, NOT_AFTER, &old_exp.labels("listener", "mobile")).is_some()
@@ -658,7 +662,7 @@ async fn a_typical_config_has_a_bounded_series_count_and_a_fast_sweep() {
         upstreams.push(up);
     }
     dir.write("config.toml", cfg);
-    let r = start(&dir.config_path()).await.expect("proxy starts");
+    let r = start_proxy(&dir.config_path()).await.expect("proxy starts");
     let client = Client::new(
         r.listener("mobile").expect("mobile"),
         &roots[0].1.root_pem(),

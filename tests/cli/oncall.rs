@@ -87,9 +87,7 @@ async fn check_and_status_say_the_same_about_expired_and_expiring_pin_sets_of_ei
     );
 
     // The running proxy says the same sentences in /status.
-    let r = pinproxy::run::start(&dir.config_path())
-        .await
-        .expect("starts");
+    let r = start_proxy(&dir.config_path()).await.expect("starts");
     let (_, body) = admin_get(r.admin, "/status").await;
     let st: serde_json::Value = serde_json::from_str(&body).expect("json");
     for set in st["pin_sets"].as_array().expect("pin_sets") {

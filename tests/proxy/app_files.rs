@@ -30,7 +30,7 @@ fn match_lines(report: &str, set: &str) -> Vec<String> {
 }
 
 /// Makes `set` the listener's only pin set.
-fn serve_with(s: &Setup, set: &str, up: std::net::SocketAddr) {
+fn serve_with(s: &TestProxy, set: &str, up: std::net::SocketAddr) {
     s.dir
         .write("config.toml", basic_config("api", &[set], &route_to(up)));
 }
@@ -39,7 +39,7 @@ fn serve_with(s: &Setup, set: &str, up: std::net::SocketAddr) {
 async fn pin_sets_read_from_exported_android_trustkit_and_apple_files_serve_and_gate_like_the_toml()
 {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&route_to(up.addr));
+    let s = TestProxy::new(&route_to(up.addr));
     let toml = pinproxy::check::check(&s.dir.config_path(), false).await;
     assert!(toml.ok, "{}", toml.text);
     let want = match_lines(&toml.text, "app");
@@ -167,7 +167,7 @@ async fn pin_sets_read_from_exported_android_trustkit_and_apple_files_serve_and_
             refused.text
         );
         assert!(
-            start(&s.dir.config_path()).await.is_err(),
+            start_proxy(&s.dir.config_path()).await.is_err(),
             "{format}: run refuses"
         );
         s.dir.write_cert("api", &s.leaf);
@@ -176,7 +176,7 @@ async fn pin_sets_read_from_exported_android_trustkit_and_apple_files_serve_and_
 
 #[tokio::test]
 async fn an_app_file_without_the_domain_or_with_a_bad_pin_is_refused_naming_file_and_element() {
-    let s = Setup::new(
+    let s = TestProxy::new(
         "[[route]]\npath_prefix = \"/\"\nupstream = \"b\"\n[upstream.b]\nurl = \"http://127.0.0.1:9\"\n",
     );
     let nsc = |domain: &str, second: &str| {

@@ -181,7 +181,7 @@ async fn okhttp_certificate_pinner_from_the_export_accepts_the_proxy_and_refuses
         return;
     }
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&route_to(up.addr));
+    let s = TestProxy::new(&route_to(up.addr));
     // A second pin set that pins only keys the proxy does not serve (as an old app would).
     s.dir.write_pin_set(
         "stale",
@@ -236,7 +236,7 @@ async fn okhttp_export_with_subdomains_pins_the_apex_and_a_subdomain_on_okhttp_3
         "server_names = [\"api.example.com\", \"*.api.example.com\"]",
     );
     dir.write("config.toml", config);
-    let r = start(&dir.config_path()).await.expect("proxy starts");
+    let r = start_proxy(&dir.config_path()).await.expect("proxy starts");
     let ca = dir.write("certs/root.pem", pki.root_pem());
     let port = r.listener("mobile").expect("listener").port();
     let apex = format!("https://api.example.com:{port}/apex");
