@@ -23,9 +23,12 @@ async fn notify_socket_gets_ready_after_bind_reloading_around_sighup_and_stoppin
     let s = Setup::new("").await;
     let sock_path = s.dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind the notify socket");
-    let bin = Binary::start_with_env(
+    let mut bin = binary(
         &s.config_path(),
-        &[("NOTIFY_SOCKET", sock_path.as_os_str())],
+        &[(
+            "NOTIFY_SOCKET",
+            sock_path.to_str().expect("UTF-8 temp path"),
+        )],
     );
 
     assert_eq!(next(&sock).await, "READY=1\n", "the first notification");
@@ -45,7 +48,7 @@ async fn notify_socket_gets_ready_after_bind_reloading_around_sighup_and_stoppin
         .await
         .expect("served right after READY=1");
     assert_eq!(reply.status, 200);
-    let admin = bin.addr("admin listening").await;
+    let admin = bin.addr("admin listening");
     let g0 = generation(admin).await;
 
     // Written through a name the watcher does not see: only the signal reloads it.
@@ -80,7 +83,7 @@ async fn notify_socket_gets_ready_after_bind_reloading_around_sighup_and_stoppin
         200
     );
 
-    assert_eq!(bin.stop().await, Some(0), "SIGTERM exits 0");
+    assert_eq!(bin.stop(), Some(0), "SIGTERM exits 0");
     assert_eq!(next(&sock).await, "STOPPING=1\n", "sent on SIGTERM");
 }
 
