@@ -3,14 +3,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::bin::Proc;
 use common::*;
 use rcgen::PublicKeyData as _;
-
-const BIN: &str = env!("CARGO_BIN_EXE_pinproxy");
 
 /// A directory with a leaf for localhost served under pin set "app" = `pins`.
 fn setup(pki: &Pki, leaf: &Issued, pins: &[(&str, &str, &str)], extra: &str) -> TestDir {
@@ -26,33 +23,22 @@ fn setup(pki: &Pki, leaf: &Issued, pins: &[(&str, &str, &str)], extra: &str) -> 
     dir
 }
 
+/// Runs `pinproxy check ARGS -c DIR/config.toml`: (exit code, stdout + stderr).
+fn run_check(dir: &TestDir, args: &[&str]) -> (i32, String) {
+    let run = bin::with_config(dir, &[&["check"], args].concat());
+    (run.code, run.text())
+}
+
 /// Runs `pinproxy check -c DIR/config.toml`: (exit code, stdout + stderr).
 fn check(dir: &TestDir) -> (i32, String) {
-    let out = Command::new(BIN)
-        .arg("check")
-        .arg("-c")
-        .arg(dir.config_path())
-        .output()
-        .expect("run check");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    run_check(dir, &[])
 }
 
 /// `run` must refuse to start: exit 1 before binding, with the same message.
 fn run_refuses(dir: &TestDir, needle: &str) {
-    let out = Command::new(BIN)
-        .arg("run")
-        .arg("-c")
-        .arg(dir.config_path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "run must refuse: {err}");
+    let run = bin::with_config(dir, &["run"]);
+    let err = run.stderr;
+    assert_eq!(run.code, 1, "run must refuse: {err}");
     assert!(err.contains(needle), "run's error names {needle}: {err}");
 }
 
@@ -591,17 +577,15 @@ fn export_freeze_records_the_digest_and_a_changed_frozen_set_is_refused_by_check
     let digest = oracle_digest(&[("key", &leaf.pin), ("key", &backup)]);
 
     let freeze = || {
-        Command::new(BIN)
-            .args(["export", "--pin-set", "app", "--format", "android"])
-            .args(["--domain", "localhost", "--freeze", "-c"])
-            .arg(dir.config_path())
-            .output()
-            .expect("export --freeze")
+        let args = ["export", "--pin-set", "app", "--format", "android"];
+        bin::with_config(
+            &dir,
+            &[&args[..], &["--domain", "localhost", "--freeze"]].concat(),
+        )
     };
     let out = freeze();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
+    assert!(out.code == 0, "{stderr}");
     assert!(
         stdout.contains(&format!("frozen {digest}")),
         "the exported file records the digest: {stdout}"
@@ -621,7 +605,7 @@ fn export_freeze_records_the_digest_and_a_changed_frozen_set_is_refused_by_check
         2,
         "pins untouched: {frozen}"
     );
-    assert!(freeze().status.success(), "freezing again is a no-op");
+    assert!(freeze().code == 0, "freezing again is a no-op");
     assert_eq!(
         std::fs::read_to_string(dir.path().join(pins_file)).expect("pins"),
         frozen

@@ -919,18 +919,20 @@ async fn rotating_to_a_shipped_backup_lists_the_backups_left_and_warns_when_only
 #[tokio::test]
 async fn an_edit_of_the_app_file_a_pin_set_reads_is_reloaded_and_gated() {
     let s = Setup::new("").await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinproxy"))
-        .args(["export", "--pin-set", "app", "--format", "android"])
-        .args(["--domain", "localhost", "-c"])
-        .arg(s.config_path())
-        .output()
-        .expect("export");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = bin::with_config(
+        &s.dir,
+        &[
+            "export",
+            "--pin-set",
+            "app",
+            "--format",
+            "android",
+            "--domain",
+            "localhost",
+        ],
     );
-    let nsc = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(out.code == 0, "{}", out.stderr);
+    let nsc = out.stdout;
     s.dir.write("app/nsc.xml", &nsc);
     s.dir.write(
         "pins/app.toml",

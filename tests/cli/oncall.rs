@@ -4,6 +4,7 @@
 
 use super::*;
 use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
 
 /// A date `days` from today (UTC), as TOML wants it.
 fn date_in(days: i64) -> String {
@@ -16,22 +17,6 @@ fn https_upstream(name: &str, addr: std::net::SocketAddr, pin_set: Option<&str>)
     format!(
         "[upstream.{name}]\nurl = \"https://{addr}\"\nca = \"certs/{name}-ca.pem\"\nserver_name = \"pay.test\"\n{pins}\n"
     )
-}
-
-fn run_check(dir: &TestDir, args: &[&str]) -> (i32, String) {
-    let out = Command::new(BIN)
-        .arg("check")
-        .args(args)
-        .arg("-c")
-        .arg(dir.config_path())
-        .output()
-        .expect("run check");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
 }
 
 #[tokio::test]
@@ -417,14 +402,7 @@ async fn a_log_reader_that_stops_reading_never_stalls_a_request() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
     let (pki, _, dir) = json_proxy(up.addr, "");
     // A small queue, so this run also overflows it: drops are counted, not silent.
-    let mut child = Command::new(BIN)
-        .env_remove("RUST_LOG")
-        .env("PINPROXY_LOG_BUFFER_LINES", "500")
-        .arg("-c")
-        .arg(dir.config_path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+    let mut child = bin::command(&dir.config_path(), &[("PINPROXY_LOG_BUFFER_LINES", "500")])
         .spawn()
         .expect("spawn pinproxy");
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));

@@ -25,6 +25,11 @@ pub struct Run {
 }
 
 impl Run {
+    /// stdout, then stderr.
+    pub fn text(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
     /// The `sha256/...` first tokens of stdout, in order.
     pub fn pins(&self) -> Vec<String> {
         self.stdout
@@ -45,6 +50,14 @@ pub fn pinproxy(dir: &Path, args: &[&str]) -> Run {
         .output()
         .expect("run the pinproxy binary");
     to_run(out)
+}
+
+/// Runs `pinproxy ARGS... -c CONFIG` for a test directory, in that directory.
+pub fn with_config(dir: &impl ConfigDir, args: &[&str]) -> Run {
+    let config = dir.config_path();
+    let path = config.to_str().expect("UTF-8 config path");
+    let cwd = config.parent().expect("config dir");
+    pinproxy(cwd, &[args, &["-c", path]].concat())
 }
 
 fn to_run(out: Output) -> Run {

@@ -6,18 +6,20 @@ use super::*;
 
 /// `pinproxy export --pin-set SET --format FORMAT --domain localhost`: stdout.
 fn export(dir: &TestDir, set: &str, format: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinproxy"))
-        .args(["export", "--pin-set", set, "--format", format])
-        .args(["--domain", "localhost", "-c"])
-        .arg(dir.config_path())
-        .output()
-        .expect("export runs");
-    assert!(
-        out.status.success(),
-        "export {format}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = bin::with_config(
+        dir,
+        &[
+            "export",
+            "--pin-set",
+            set,
+            "--format",
+            format,
+            "--domain",
+            "localhost",
+        ],
     );
-    String::from_utf8(out.stdout).expect("utf-8")
+    assert!(out.code == 0, "export {format}: {}", out.stderr);
+    out.stdout
 }
 
 /// The lines of `check` that say which pin of a set matches where, with the set name replaced.

@@ -55,8 +55,7 @@ fn export_okhttp(dir: &TestDir, set: &str) -> String {
 }
 
 fn export_okhttp_for(dir: &TestDir, set: &str, domain: &str, subdomains: bool) -> String {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pinproxy"));
-    cmd.args([
+    let mut args = vec![
         "export",
         "--pin-set",
         set,
@@ -64,21 +63,13 @@ fn export_okhttp_for(dir: &TestDir, set: &str, domain: &str, subdomains: bool) -
         "okhttp",
         "--domain",
         domain,
-    ]);
+    ];
     if subdomains {
-        cmd.arg("--include-subdomains");
+        args.push("--include-subdomains");
     }
-    let out = cmd
-        .arg("-c")
-        .arg(dir.config_path())
-        .output()
-        .expect("export runs");
-    assert!(
-        out.status.success(),
-        "export: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let kotlin = String::from_utf8(out.stdout).expect("utf-8");
+    let out = bin::with_config(dir, &args);
+    assert!(out.code == 0, "export: {}", out.stderr);
+    let kotlin = out.stdout;
     assert!(
         kotlin.contains(&format!(".add(\"{domain}\", \"sha256/")),
         "{kotlin}"

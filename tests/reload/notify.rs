@@ -89,16 +89,11 @@ async fn notify_socket_gets_ready_after_bind_reloading_around_sighup_and_stoppin
 
 /// What a container runtime's HEALTHCHECK runs (the runtime image has no curl).
 fn healthcheck(addr: SocketAddr) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinproxy"))
-        .args(["healthcheck", "--addr", &addr.to_string()])
-        .output()
-        .expect("pinproxy healthcheck runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let out = bin::pinproxy(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &["healthcheck", "--addr", &addr.to_string()],
     );
-    (out.status.code(), text)
+    (Some(out.code), out.text())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
