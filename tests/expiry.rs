@@ -156,19 +156,26 @@ fn route(prefix: &str, upstream: &str) -> String {
 /// routes `/` to an HTTPS upstream "payments" behind its own CA with an intermediate, pinned
 /// by the upstream pin set "payments" on that intermediate.
 struct UpstreamSetup {
-    dir: TestDir,
-    pki: Pki,
+    /// `dir`, `pki` and `start`: the listener's side.
+    proxy: TestProxy,
     up_pki: Pki,
     up_leaf: Issued,
     upstream: TestUpstream,
 }
 
+impl std::ops::Deref for UpstreamSetup {
+    type Target = TestProxy;
+    fn deref(&self) -> &TestProxy {
+        &self.proxy
+    }
+}
+
 impl UpstreamSetup {
     async fn new(expiry: &str) -> Self {
-        let dir = TestDir::new();
         let pki = Pki::new("proxy");
         let leaf = pki.leaf(&["localhost"]);
-        dir.write_pinned("api", &leaf);
+        let proxy = TestProxy::builder().serve(pki, leaf).build();
+        let dir = &proxy.dir;
         let up_pki = Pki::with_intermediate("payments");
         let up_leaf = up_pki.leaf_valid_days(&["localhost", "127.0.0.1"], 20);
         let upstream = TestUpstream::tls(&up_leaf, UpstreamMode::Echo).await;
@@ -181,8 +188,7 @@ impl UpstreamSetup {
             &[(&ca_pin, "payments CA", "ca")],
         );
         let s = UpstreamSetup {
-            dir,
-            pki,
+            proxy,
             up_pki,
             up_leaf,
             upstream,
@@ -202,13 +208,6 @@ impl UpstreamSetup {
             cfg += IDLE_ROUTE;
         }
         self.dir.write("config.toml", cfg);
-    }
-
-    fn client(&self, r: &Running) -> Client {
-        Client::new(
-            r.listener("mobile").expect("listener"),
-            &self.pki.root_pem(),
-        )
     }
 
     fn expected_path(&self) -> [Expect; 3] {
