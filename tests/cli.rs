@@ -351,14 +351,11 @@ fn an_expired_pin_set_is_a_loud_warning_not_an_error() {
 fn json_proxy(up: std::net::SocketAddr, limits: &str) -> (Pki, Issued, TestDir) {
     let pki = Pki::new("binary");
     let leaf = pki.leaf(&["localhost"]);
-    let dir = TestDir::new();
-    dir.write_pinned("api", &leaf);
-    let extra = format!(
-        "[limits]\n{limits}\n\n[[route]]\npath_prefix = \"/\"\nupstream = \"backend\"\n\n[upstream.backend]\nurl = \"http://{up}\"\n"
-    );
-    let config =
-        basic_config("api", &["app"], &extra).replace("[log]\n", "[log]\nformat = \"json\"\n");
-    dir.write("config.toml", config);
+    let TestProxy { dir, pki, leaf } = TestProxy::builder()
+        .serve(pki, leaf)
+        .json_log()
+        .config(&format!("[limits]\n{limits}\n\n{}", route_to(up)))
+        .build();
     (pki, leaf, dir)
 }
 

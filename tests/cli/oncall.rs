@@ -164,18 +164,17 @@ async fn check_probe_dry_runs_every_upstream_handshake_with_its_trust_and_pins()
 fn logging_proxy(up: std::net::SocketAddr, ca_pem: &str, pins: &[&str]) -> (Pki, TestDir) {
     let pki = Pki::new("logs");
     let leaf = pki.leaf(&["localhost"]);
-    let dir = TestDir::new();
-    dir.write_pinned("api", &leaf);
+    let TestProxy { dir, pki, .. } = TestProxy::builder()
+        .serve(pki, leaf)
+        .json_log()
+        .config(&format!(
+            "[[route]]\npath_prefix = \"/\"\nupstream = \"pay\"\n\n{}",
+            https_upstream("pay", up, Some("psp"))
+        ))
+        .build();
     dir.write("certs/pay-ca.pem", ca_pem);
     let entries: Vec<(&str, &str, &str)> = pins.iter().map(|p| (*p, "psp", "key")).collect();
     dir.write_pin_set("psp", "2099-01-01", "enforce", &entries);
-    let extra = format!(
-        "[[route]]\npath_prefix = \"/\"\nupstream = \"pay\"\n\n{}",
-        https_upstream("pay", up, Some("psp"))
-    );
-    let config =
-        basic_config("api", &["app"], &extra).replace("[log]\n", "[log]\nformat = \"json\"\n");
-    dir.write("config.toml", config);
     (pki, dir)
 }
 

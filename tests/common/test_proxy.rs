@@ -36,6 +36,7 @@ pub struct TestProxy {
 pub struct TestProxyBuilder {
     pki: Option<(Pki, Issued)>,
     pins: Option<String>,
+    json_log: bool,
     extra: String,
 }
 
@@ -44,6 +45,7 @@ impl TestProxy {
         TestProxyBuilder {
             pki: None,
             pins: None,
+            json_log: false,
             extra: String::new(),
         }
     }
@@ -87,6 +89,12 @@ impl TestProxyBuilder {
         self
     }
 
+    /// `[log] format = "json"`, for a test that reads the binary's log.
+    pub fn json_log(mut self) -> Self {
+        self.json_log = true;
+        self
+    }
+
     /// Config appended after the listener as is: `[limits]`, routes, upstreams.
     pub fn config(mut self, extra: &str) -> Self {
         if !self.extra.is_empty() && !self.extra.ends_with('\n') {
@@ -111,7 +119,11 @@ impl TestProxyBuilder {
             }
             None => dir.write_pinned("api", &leaf),
         }
-        dir.write("config.toml", basic_config("api", &["app"], &self.extra));
+        let mut config = basic_config("api", &["app"], &self.extra);
+        if self.json_log {
+            config = config.replace("[log]\n", "[log]\nformat = \"json\"\n");
+        }
+        dir.write("config.toml", config);
         TestProxy { dir, pki, leaf }
     }
 }
