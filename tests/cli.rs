@@ -367,16 +367,8 @@ async fn sigterm_drains_an_in_flight_request_and_keeps_secrets_out_of_the_access
         "shutdown_delay = \"300ms\"\nshutdown_grace = \"20s\"",
     );
     let mut proc = Proc::start(&dir);
-    let addr: std::net::SocketAddr = proc.wait_for("listening")["addr"]
-        .as_str()
-        .expect("addr")
-        .parse()
-        .expect("addr");
-    let admin: std::net::SocketAddr = proc.wait_for("admin listening")["addr"]
-        .as_str()
-        .expect("addr")
-        .parse()
-        .expect("addr");
+    let addr = proc.wait_addr("listening");
+    let admin = proc.wait_addr("admin listening");
     let client = Client::new(addr, &pki.root_pem());
     let mut conn = client.connect().await.expect("connect");
     let req = http::Request::get("/slow/thing?token=hunter2")
@@ -454,11 +446,7 @@ async fn a_second_sigterm_exits_at_once() {
     let up = TestUpstream::plain(UpstreamMode::Delay(Duration::from_secs(30))).await;
     let (pki, _, dir) = json_proxy(up.addr, "shutdown_grace = \"60s\"");
     let mut proc = Proc::start(&dir);
-    let addr: std::net::SocketAddr = proc.wait_for("listening")["addr"]
-        .as_str()
-        .expect("addr")
-        .parse()
-        .expect("addr");
+    let addr = proc.wait_addr("listening");
     let mut conn = Client::new(addr, &pki.root_pem())
         .connect()
         .await
@@ -483,11 +471,7 @@ async fn after_the_drain_the_process_exits_within_100_ms() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
     let (pki, _, dir) = json_proxy(up.addr, "shutdown_grace = \"20s\"");
     let mut proc = Proc::start(&dir);
-    let addr: std::net::SocketAddr = proc.wait_for("listening")["addr"]
-        .as_str()
-        .expect("addr")
-        .parse()
-        .expect("addr");
+    let addr = proc.wait_addr("listening");
     // A pooled upstream connection and a finished client connection: what real traffic leaves.
     let reply = Client::new(addr, &pki.root_pem())
         .get("localhost", "/warm")
@@ -676,11 +660,7 @@ async fn refused_tokens_are_logged_once_a_minute_per_result_and_never_verbatim()
         ) + &format!("\n[auth.appkey]\nkind = \"api_key\"\nsha256 = [\"{digest}\"]\n"),
     );
     let mut proc = Proc::start(&dir);
-    let addr: std::net::SocketAddr = proc.wait_for("listening")["addr"]
-        .as_str()
-        .expect("addr")
-        .parse()
-        .expect("addr");
+    let addr = proc.wait_addr("listening");
     let client = Client::new(addr, &pki.root_pem());
     for _ in 0..3 {
         let mut conn = client.connect().await.expect("connect");

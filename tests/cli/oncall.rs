@@ -178,14 +178,6 @@ fn logging_proxy(up: std::net::SocketAddr, ca_pem: &str, pins: &[&str]) -> (Pki,
     (pki, dir)
 }
 
-fn listening(proc: &mut Proc, message: &str) -> std::net::SocketAddr {
-    proc.wait_for(message)["addr"]
-        .as_str()
-        .expect("addr")
-        .parse()
-        .expect("addr")
-}
-
 fn warnings_and_errors(log: &str) -> Vec<serde_json::Value> {
     log.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -199,7 +191,7 @@ async fn a_failed_upstream_handshake_logs_one_line_with_its_cause_as_text() {
     let up = TestUpstream::tls(&psp.leaf(&["pay.test"]), UpstreamMode::Echo).await;
     let (pki, dir) = logging_proxy(up.addr, &psp.root_pem(), &[&backup_pin(9)]);
     let mut proc = Proc::start(&dir);
-    let addr = listening(&mut proc, "listening");
+    let addr = proc.wait_addr("listening");
     let reply = Client::new(addr, &pki.root_pem())
         .get("localhost", "/pay")
         .await
@@ -243,7 +235,7 @@ async fn a_flood_of_ip_address_sni_handshakes_writes_no_log_line_per_handshake()
     let (_, _, dir) = json_proxy(up.addr, "");
     // What an explicit RUST_LOG with rustls warnings shows: one warning per handshake.
     let mut noisy = Proc::start_with_env(&dir, &[("RUST_LOG", "info,rustls=warn")]);
-    let addr = listening(&mut noisy, "listening");
+    let addr = noisy.wait_addr("listening");
     let noisy_log = tokio::task::spawn_blocking(move || {
         ip_sni_handshakes(addr, 5);
         noisy.rest_of_log()
@@ -258,7 +250,7 @@ async fn a_flood_of_ip_address_sni_handshakes_writes_no_log_line_per_handshake()
 
     // The default filter: no line at all.
     let mut quiet = Proc::start(&dir);
-    let addr = listening(&mut quiet, "listening");
+    let addr = quiet.wait_addr("listening");
     let quiet_log = tokio::task::spawn_blocking(move || {
         ip_sni_handshakes(addr, 50);
         quiet.rest_of_log()
@@ -284,7 +276,7 @@ async fn start_up_lists_what_is_served_and_reloads_say_what_changed_even_when_no
     assert!(served["not_after"].is_string() && served["serial"].is_string());
     let matches = proc.wait_for("pin set matches");
     assert_eq!(matches["matched"], "\"current\" on the leaf", "{matches}");
-    let _ = listening(&mut proc, "listening");
+    let _ = proc.wait_addr("listening");
     proc.signal("HUP");
     let noop = proc.wait_for("reload: files match the running config; nothing to do");
     assert_eq!(noop["trigger"], "sighup", "{noop}");
@@ -361,7 +353,7 @@ async fn kubernetes_data_swaps_log_pinproxy_lines_only() {
     // With RUST_LOG=info the watcher library logs "unable to remove watch descriptor from
     // inotify" with its cargo registry path at each swap; the default filter keeps it out.
     let mut proc = Proc::spawn(&root.join("config.toml"), &[]);
-    let _ = listening(&mut proc, "listening");
+    let _ = proc.wait_addr("listening");
     // The watcher is armed before the first trigger is served: a SIGHUP's answer says so.
     proc.signal("HUP");
     let _ = proc.wait_for("reload: files match the running config; nothing to do");

@@ -131,6 +131,15 @@ impl Proc {
         }
     }
 
+    /// The `addr` of the next JSON log line with this message ([`Proc::wait_for`]).
+    pub fn wait_addr(&mut self, message: &str) -> std::net::SocketAddr {
+        self.wait_for(message)["addr"]
+            .as_str()
+            .expect("addr")
+            .parse()
+            .expect("addr")
+    }
+
     /// The first line so far that satisfies `pred`, without waiting.
     pub fn find(&self, pred: impl Fn(&str) -> bool) -> Option<String> {
         let mut seen = self.seen.borrow_mut();
