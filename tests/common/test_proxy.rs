@@ -33,6 +33,7 @@ pub struct TestProxy {
     pub leaf: Issued,
 }
 
+#[derive(Default)]
 pub struct TestProxyBuilder {
     pki: Option<(Pki, Issued)>,
     pins: Option<String>,
@@ -42,12 +43,7 @@ pub struct TestProxyBuilder {
 
 impl TestProxy {
     pub fn builder() -> TestProxyBuilder {
-        TestProxyBuilder {
-            pki: None,
-            pins: None,
-            json_log: false,
-            extra: String::new(),
-        }
+        TestProxyBuilder::default()
     }
 
     /// The default proxy with `extra` config (routes, upstreams, limits).
