@@ -156,18 +156,11 @@ fn route(prefix: &str, upstream: &str) -> String {
 /// routes `/` to an HTTPS upstream "payments" behind its own CA with an intermediate, pinned
 /// by the upstream pin set "payments" on that intermediate.
 struct UpstreamSetup {
-    /// `dir`, `pki` and `start`: the listener's side.
+    /// The listener's side.
     proxy: TestProxy,
     up_pki: Pki,
     up_leaf: Issued,
     upstream: TestUpstream,
-}
-
-impl std::ops::Deref for UpstreamSetup {
-    type Target = TestProxy;
-    fn deref(&self) -> &TestProxy {
-        &self.proxy
-    }
 }
 
 impl UpstreamSetup {
@@ -207,7 +200,7 @@ impl UpstreamSetup {
         } else {
             cfg += IDLE_ROUTE;
         }
-        self.dir.write("config.toml", cfg);
+        self.proxy.dir.write("config.toml", cfg);
     }
 
     fn expected_path(&self) -> [Expect; 3] {
@@ -417,9 +410,7 @@ async fn an_upstreams_verified_path_appears_after_the_first_request_and_goes_whe
  {
     let expiry = "[expiry]\ncheck_every = \"1h\"";
     let u = UpstreamSetup::new(expiry).await;
-    let r = start_proxy(&u.dir.config_path())
-        .await
-        .expect("proxy starts");
+    let r = u.proxy.start().await;
     until(&r, "listener swept", |s| {
         !scoped(s, NOT_AFTER, "listener").is_empty()
     })
@@ -432,6 +423,7 @@ async fn an_upstreams_verified_path_appears_after_the_first_request_and_goes_whe
     assert!(st["upstreams"][0]["last_verified_path"].is_null());
 
     let reply = u
+        .proxy
         .client(&r)
         .get("localhost", "/pay")
         .await
@@ -496,10 +488,8 @@ async fn an_upstreams_verified_path_appears_after_the_first_request_and_goes_whe
 #[tokio::test]
 async fn an_upstream_path_stays_while_requests_flow_and_goes_after_two_check_intervals_unseen() {
     let u = UpstreamSetup::new("[expiry]\ncheck_every = \"1s\"").await;
-    let r = start_proxy(&u.dir.config_path())
-        .await
-        .expect("proxy starts");
-    let client = u.client(&r);
+    let r = u.proxy.start().await;
+    let client = u.proxy.client(&r);
     client.get("localhost", "/").await.expect("first request");
     until(&r, "the upstream's verified path is swept", |s| {
         scoped(s, NOT_AFTER, "upstream").len() == 3
