@@ -3,14 +3,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::bin::Proc;
 use common::*;
 use rcgen::PublicKeyData as _;
-
-const BIN: &str = env!("CARGO_BIN_EXE_pinproxy");
 
 /// A directory with a leaf for localhost served under pin set "app" = `pins`.
 fn setup(pki: &Pki, leaf: &Issued, pins: &[(&str, &str, &str)], extra: &str) -> TestDir {
@@ -26,33 +23,22 @@ fn setup(pki: &Pki, leaf: &Issued, pins: &[(&str, &str, &str)], extra: &str) -> 
     dir
 }
 
+/// Runs `pinproxy check ARGS -c DIR/config.toml`: (exit code, stdout + stderr).
+fn run_check(dir: &TestDir, args: &[&str]) -> (i32, String) {
+    let run = bin::with_config(dir, &[&["check"], args].concat());
+    (run.code, run.text())
+}
+
 /// Runs `pinproxy check -c DIR/config.toml`: (exit code, stdout + stderr).
 fn check(dir: &TestDir) -> (i32, String) {
-    let out = Command::new(BIN)
-        .arg("check")
-        .arg("-c")
-        .arg(dir.config_path())
-        .output()
-        .expect("run check");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    run_check(dir, &[])
 }
 
 /// `run` must refuse to start: exit 1 before binding, with the same message.
 fn run_refuses(dir: &TestDir, needle: &str) {
-    let out = Command::new(BIN)
-        .arg("run")
-        .arg("-c")
-        .arg(dir.config_path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "run must refuse: {err}");
+    let run = bin::with_config(dir, &["run"]);
+    let err = run.stderr;
+    assert_eq!(run.code, 1, "run must refuse: {err}");
     assert!(err.contains(needle), "run's error names {needle}: {err}");
 }
 
@@ -365,14 +351,11 @@ fn an_expired_pin_set_is_a_loud_warning_not_an_error() {
 fn json_proxy(up: std::net::SocketAddr, limits: &str) -> (Pki, Issued, TestDir) {
     let pki = Pki::new("binary");
     let leaf = pki.leaf(&["localhost"]);
-    let dir = TestDir::new();
-    dir.write_pinned("api", &leaf);
-    let extra = format!(
-        "[limits]\n{limits}\n\n[[route]]\npath_prefix = \"/\"\nupstream = \"backend\"\n\n[upstream.backend]\nurl = \"http://{up}\"\n"
-    );
-    let config =
-        basic_config("api", &["app"], &extra).replace("[log]\n", "[log]\nformat = \"json\"\n");
-    dir.write("config.toml", config);
+    let TestProxy { dir, pki, leaf } = TestProxy::builder()
+        .serve(pki, leaf)
+        .json_log()
+        .config(&format!("[limits]\n{limits}\n\n{}", route_to(up)))
+        .build();
     (pki, leaf, dir)
 }
 
@@ -384,16 +367,8 @@ async fn sigterm_drains_an_in_flight_request_and_keeps_secrets_out_of_the_access
         "shutdown_delay = \"300ms\"\nshutdown_grace = \"20s\"",
     );
     let mut proc = Proc::start(&dir);
-    let addr: std::net::SocketAddr = proc.wait_for("listening")["addr"]
-        .as_str()
-        .expect("addr")
-        .parse()
-        .expect("addr");
-    let admin: std::net::SocketAddr = proc.wait_for("admin listening")["addr"]
-        .as_str()
-        .expect("addr")
-        .parse()
-        .expect("addr");
+    let addr = proc.wait_addr("listening");
+    let admin = proc.wait_addr("admin listening");
     let client = Client::new(addr, &pki.root_pem());
     let mut conn = client.connect().await.expect("connect");
     let req = http::Request::get("/slow/thing?token=hunter2")
@@ -471,11 +446,7 @@ async fn a_second_sigterm_exits_at_once() {
     let up = TestUpstream::plain(UpstreamMode::Delay(Duration::from_secs(30))).await;
     let (pki, _, dir) = json_proxy(up.addr, "shutdown_grace = \"60s\"");
     let mut proc = Proc::start(&dir);
-    let addr: std::net::SocketAddr = proc.wait_for("listening")["addr"]
-        .as_str()
-        .expect("addr")
-        .parse()
-        .expect("addr");
+    let addr = proc.wait_addr("listening");
     let mut conn = Client::new(addr, &pki.root_pem())
         .connect()
         .await
@@ -500,11 +471,7 @@ async fn after_the_drain_the_process_exits_within_100_ms() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
     let (pki, _, dir) = json_proxy(up.addr, "shutdown_grace = \"20s\"");
     let mut proc = Proc::start(&dir);
-    let addr: std::net::SocketAddr = proc.wait_for("listening")["addr"]
-        .as_str()
-        .expect("addr")
-        .parse()
-        .expect("addr");
+    let addr = proc.wait_addr("listening");
     // A pooled upstream connection and a finished client connection: what real traffic leaves.
     let reply = Client::new(addr, &pki.root_pem())
         .get("localhost", "/warm")
@@ -591,17 +558,15 @@ fn export_freeze_records_the_digest_and_a_changed_frozen_set_is_refused_by_check
     let digest = oracle_digest(&[("key", &leaf.pin), ("key", &backup)]);
 
     let freeze = || {
-        Command::new(BIN)
-            .args(["export", "--pin-set", "app", "--format", "android"])
-            .args(["--domain", "localhost", "--freeze", "-c"])
-            .arg(dir.config_path())
-            .output()
-            .expect("export --freeze")
+        let args = ["export", "--pin-set", "app", "--format", "android"];
+        bin::with_config(
+            &dir,
+            &[&args[..], &["--domain", "localhost", "--freeze"]].concat(),
+        )
     };
     let out = freeze();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
+    assert!(out.code == 0, "{stderr}");
     assert!(
         stdout.contains(&format!("frozen {digest}")),
         "the exported file records the digest: {stdout}"
@@ -621,7 +586,7 @@ fn export_freeze_records_the_digest_and_a_changed_frozen_set_is_refused_by_check
         2,
         "pins untouched: {frozen}"
     );
-    assert!(freeze().status.success(), "freezing again is a no-op");
+    assert!(freeze().code == 0, "freezing again is a no-op");
     assert_eq!(
         std::fs::read_to_string(dir.path().join(pins_file)).expect("pins"),
         frozen
@@ -695,11 +660,7 @@ async fn refused_tokens_are_logged_once_a_minute_per_result_and_never_verbatim()
         ) + &format!("\n[auth.appkey]\nkind = \"api_key\"\nsha256 = [\"{digest}\"]\n"),
     );
     let mut proc = Proc::start(&dir);
-    let addr: std::net::SocketAddr = proc.wait_for("listening")["addr"]
-        .as_str()
-        .expect("addr")
-        .parse()
-        .expect("addr");
+    let addr = proc.wait_addr("listening");
     let client = Client::new(addr, &pki.root_pem());
     for _ in 0..3 {
         let mut conn = client.connect().await.expect("connect");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::prom::{self, Sample};
 use common::*;
 use pinproxy::expiry::{Reason, Sweeper};
-use pinproxy::run::{Running, start};
+use pinproxy::run::Running;
 use serde_json::Value;
 
 const NOT_AFTER: &str = "pinproxy_certificate_not_after_timestamp_seconds";
@@ -156,8 +156,8 @@ fn route(prefix: &str, upstream: &str) -> String {
 /// routes `/` to an HTTPS upstream "payments" behind its own CA with an intermediate, pinned
 /// by the upstream pin set "payments" on that intermediate.
 struct UpstreamSetup {
-    dir: TestDir,
-    pki: Pki,
+    /// The listener's side.
+    proxy: TestProxy,
     up_pki: Pki,
     up_leaf: Issued,
     upstream: TestUpstream,
@@ -165,10 +165,10 @@ struct UpstreamSetup {
 
 impl UpstreamSetup {
     async fn new(expiry: &str) -> Self {
-        let dir = TestDir::new();
         let pki = Pki::new("proxy");
         let leaf = pki.leaf(&["localhost"]);
-        dir.write_pinned("api", &leaf);
+        let proxy = TestProxy::builder().serve(pki, leaf).build();
+        let dir = &proxy.dir;
         let up_pki = Pki::with_intermediate("payments");
         let up_leaf = up_pki.leaf_valid_days(&["localhost", "127.0.0.1"], 20);
         let upstream = TestUpstream::tls(&up_leaf, UpstreamMode::Echo).await;
@@ -181,8 +181,7 @@ impl UpstreamSetup {
             &[(&ca_pin, "payments CA", "ca")],
         );
         let s = UpstreamSetup {
-            dir,
-            pki,
+            proxy,
             up_pki,
             up_leaf,
             upstream,
@@ -201,14 +200,7 @@ impl UpstreamSetup {
         } else {
             cfg += IDLE_ROUTE;
         }
-        self.dir.write("config.toml", cfg);
-    }
-
-    fn client(&self, r: &Running) -> Client {
-        Client::new(
-            r.listener("mobile").expect("listener"),
-            &self.pki.root_pem(),
-        )
+        self.proxy.dir.write("config.toml", cfg);
     }
 
     fn expected_path(&self) -> [Expect; 3] {
@@ -255,7 +247,7 @@ async fn served_leaf_intermediate_and_anchor_show_their_not_after_and_which_pin_
             listener(&["app", "app-ca"], Some("certs/root.pem"))
         ),
     );
-    let r = start(&dir.config_path()).await.expect("proxy starts");
+    let r = start_proxy(&dir.config_path()).await.expect("proxy starts");
 
     let path = [
         Expect::of("leaf", &leaf.cert_der, &leaf.pin),
@@ -364,7 +356,7 @@ async fn an_expired_pin_set_keeps_its_series_and_the_proxy_still_starts() {
         "config.toml",
         listener(&["app", "app-1"], None) + IDLE_ROUTE,
     );
-    let r = start(&dir.config_path())
+    let r = start_proxy(&dir.config_path())
         .await
         .expect("an expired pin set is a warning, not a refusal to start");
 
@@ -418,7 +410,7 @@ async fn an_upstreams_verified_path_appears_after_the_first_request_and_goes_whe
  {
     let expiry = "[expiry]\ncheck_every = \"1h\"";
     let u = UpstreamSetup::new(expiry).await;
-    let r = start(&u.dir.config_path()).await.expect("proxy starts");
+    let r = u.proxy.start().await;
     until(&r, "listener swept", |s| {
         !scoped(s, NOT_AFTER, "listener").is_empty()
     })
@@ -431,6 +423,7 @@ async fn an_upstreams_verified_path_appears_after_the_first_request_and_goes_whe
     assert!(st["upstreams"][0]["last_verified_path"].is_null());
 
     let reply = u
+        .proxy
         .client(&r)
         .get("localhost", "/pay")
         .await
@@ -495,8 +488,8 @@ async fn an_upstreams_verified_path_appears_after_the_first_request_and_goes_whe
 #[tokio::test]
 async fn an_upstream_path_stays_while_requests_flow_and_goes_after_two_check_intervals_unseen() {
     let u = UpstreamSetup::new("[expiry]\ncheck_every = \"1s\"").await;
-    let r = start(&u.dir.config_path()).await.expect("proxy starts");
-    let client = u.client(&r);
+    let r = u.proxy.start().await;
+    let client = u.proxy.client(&r);
     client.get("localhost", "/").await.expect("first request");
     until(&r, "the upstream's verified path is swept", |s| {
         scoped(s, NOT_AFTER, "upstream").len() == 3
@@ -562,7 +555,7 @@ async fn a_reload_that_replaces_the_served_certificate_removes_the_old_series_at
         ],
     );
     dir.write("config.toml", listener(&["app"], None) + IDLE_ROUTE);
-    let r = start(&dir.config_path()).await.expect("proxy starts");
+    let r = start_proxy(&dir.config_path()).await.expect("proxy starts");
     let old_exp = Expect::of("leaf", &old.cert_der, &old.pin);
     until(&r, "the first leaf is swept", |s| {
         prom::exact(s, NOT_AFTER, &old_exp.labels("listener", "mobile")).is_some()
@@ -658,7 +651,7 @@ async fn a_typical_config_has_a_bounded_series_count_and_a_fast_sweep() {
         upstreams.push(up);
     }
     dir.write("config.toml", cfg);
-    let r = start(&dir.config_path()).await.expect("proxy starts");
+    let r = start_proxy(&dir.config_path()).await.expect("proxy starts");
     let client = Client::new(
         r.listener("mobile").expect("mobile"),
         &roots[0].1.root_pem(),

@@ -6,43 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use pinproxy::run::{Running, start};
-
-/// A proxy with one listener serving a fresh leaf of `pki` for localhost, pinned by "app"
-/// (the leaf key plus a backup), and `extra` config.
-struct Setup {
-    dir: TestDir,
-    pki: Pki,
-    leaf: Issued,
-}
-
-impl Setup {
-    fn new(extra: &str) -> Self {
-        let dir = TestDir::new();
-        let pki = Pki::new("proxy");
-        let leaf = pki.leaf(&["localhost", "127.0.0.1"]);
-        dir.write_pinned("api", &leaf);
-        dir.write("config.toml", basic_config("api", &["app"], extra));
-        Setup { dir, pki, leaf }
-    }
-
-    async fn start(&self) -> Running {
-        start(&self.dir.config_path()).await.expect("proxy starts")
-    }
-
-    fn client(&self, r: &Running) -> Client {
-        Client::new(
-            r.listener("mobile").expect("listener"),
-            &self.pki.root_pem(),
-        )
-    }
-}
-
-fn route_to(addr: std::net::SocketAddr) -> String {
-    format!(
-        "[[route]]\npath_prefix = \"/\"\nupstream = \"backend\"\n\n[upstream.backend]\nurl = \"http://{addr}\"\n"
-    )
-}
+use pinproxy::run::Running;
 
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
@@ -51,7 +15,7 @@ fn json(body: &str) -> serde_json::Value {
 #[tokio::test]
 async fn pinned_client_gets_the_upstream_response_over_http1_and_http2() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&route_to(up.addr));
+    let s = TestProxy::new(&route_to(up.addr));
     let r = s.start().await;
 
     let client = s.client(&r).pin(&[&s.leaf.pin]);
@@ -92,7 +56,7 @@ async fn pinned_client_gets_the_upstream_response_over_http1_and_http2() {
 #[tokio::test]
 async fn client_pinning_another_key_is_refused_and_counted_as_rejecting_the_certificate() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&route_to(up.addr));
+    let s = TestProxy::new(&route_to(up.addr));
     let r = s.start().await;
     let wrong = backup_pin(9);
     let err = s
@@ -122,7 +86,7 @@ async fn curl_with_pinnedpubkey_accepts_the_served_key_and_refuses_another() {
         return;
     }
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&route_to(up.addr));
+    let s = TestProxy::new(&route_to(up.addr));
     let r = s.start().await;
     let ca = s.dir.write("certs/root.pem", s.pki.root_pem());
     let port = r.listener("mobile").expect("listener").port();
@@ -189,7 +153,7 @@ async fn sni_picks_the_matching_certificate_and_unknown_names_get_the_first() {
         route_to(up.addr)
     );
     dir.write("config.toml", &config);
-    let r = start(&dir.config_path()).await.expect("start");
+    let r = start_proxy(&dir.config_path()).await.expect("start");
     let addr = r.listener("mobile").expect("listener");
     let client = Client::new(addr, &pki.root_pem());
     for (sni, want) in [
@@ -238,7 +202,7 @@ async fn https_upstream_verified_by_a_private_ca_is_forwarded_and_an_untrusted_o
          [upstream.rogue]\nurl = \"https://{}\"\nca = \"certs/upstream-ca.pem\"\nserver_name = \"backend.test\"\n",
         good.addr, rogue.addr
     );
-    let s = Setup::new(&extra);
+    let s = TestProxy::new(&extra);
     s.dir
         .write("certs/upstream-ca.pem", upstream_pki.root_pem());
     let r = s.start().await;
@@ -282,7 +246,7 @@ async fn routes_pick_the_best_host_then_the_longest_prefix_on_segment_boundaries
          [upstream.pay]\nurl = \"http://{}/v1\"\n[upstream.web]\nurl = \"http://{}\"\n[upstream.host]\nurl = \"http://{}\"\n",
         pay.addr, web.addr, host.addr
     );
-    let s = Setup::new(&extra);
+    let s = TestProxy::new(&extra);
     let r = s.start().await;
     let c = s.client(&r);
     let p = json(
@@ -327,7 +291,7 @@ async fn the_proxy_answers_404_421_400_and_501_itself_without_reaching_the_upstr
         "[[route]]\npath_prefix = \"/api\"\nupstream = \"backend\"\n\n[upstream.backend]\nurl = \"http://{}\"\n",
         up.addr
     );
-    let s = Setup::new(&extra);
+    let s = TestProxy::new(&extra);
     let r = s.start().await;
     let c = s.client(&r);
     assert_eq!(
@@ -384,7 +348,7 @@ async fn a_dead_upstream_gets_502_and_a_slow_one_gets_504_with_short_bodies() {
          [upstream.dead]\nurl = \"http://{dead}\"\n[upstream.slow]\nurl = \"http://{}\"\n",
         slow.addr
     );
-    let s = Setup::new(&extra);
+    let s = TestProxy::new(&extra);
     let r = s.start().await;
     let c = s.client(&r);
     let d = c.get("localhost", "/dead").await.expect("502");
@@ -420,7 +384,7 @@ async fn a_dead_upstream_gets_502_and_a_slow_one_gets_504_with_short_bodies() {
 #[tokio::test]
 async fn hop_by_hop_headers_are_removed_and_forwarded_headers_are_set_by_the_proxy() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&route_to(up.addr));
+    let s = TestProxy::new(&route_to(up.addr));
     let r = s.start().await;
     let mut conn = s.client(&r).connect().await.expect("connect");
     let req = http::Request::post("/h")
@@ -476,7 +440,7 @@ async fn hop_by_hop_headers_are_removed_and_forwarded_headers_are_set_by_the_pro
 #[tokio::test]
 async fn a_request_head_over_max_header_bytes_gets_431() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "[limits]\nmax_header_bytes = 8192\n\n{}",
         route_to(up.addr)
     ));
@@ -494,7 +458,7 @@ async fn a_request_head_over_max_header_bytes_gets_431() {
 #[tokio::test]
 async fn connections_over_max_connections_are_closed_at_once_and_counted() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "[limits]\nmax_connections = 1\n\n{}",
         route_to(up.addr)
     ));
@@ -534,7 +498,7 @@ async fn connections_over_max_connections_are_closed_at_once_and_counted() {
 #[tokio::test]
 async fn idle_keep_alive_connections_close_after_idle_timeout_not_at_the_header_timeout() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "[limits]\nheader_read_timeout = \"100ms\"\nidle_timeout = \"800ms\"\n\n{}",
         route_to(up.addr)
     ));
@@ -572,7 +536,7 @@ async fn idle_keep_alive_connections_close_after_idle_timeout_not_at_the_header_
 async fn a_request_head_that_stalls_is_cut_at_header_read_timeout() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "[limits]\nheader_read_timeout = \"200ms\"\nidle_timeout = \"60s\"\n\n{}",
         route_to(up.addr)
     ));
@@ -595,7 +559,7 @@ async fn a_request_head_that_stalls_is_cut_at_header_read_timeout() {
 #[tokio::test]
 async fn a_client_that_never_finishes_the_handshake_is_counted_as_a_timeout() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "[limits]\ntls_handshake_timeout = \"100ms\"\n\n{}",
         route_to(up.addr)
     ));
@@ -613,7 +577,7 @@ async fn a_client_that_never_finishes_the_handshake_is_counted_as_a_timeout() {
 #[tokio::test]
 async fn admin_endpoints_report_health_readiness_status_and_metrics() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&route_to(up.addr));
+    let s = TestProxy::new(&route_to(up.addr));
     let r = s.start().await;
     assert_eq!(admin_get(r.admin, "/healthz").await.0, 200);
     let (code, ready) = admin_get(r.admin, "/readyz").await;

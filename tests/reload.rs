@@ -10,45 +10,46 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use common::bin::Proc;
 use common::reload::*;
 use common::*;
-use pinproxy::run::{Running, start};
+use pinproxy::run::Running;
 use rcgen::KeyPair;
 
 /// A proxy on one listener "mobile" serving a leaf for localhost pinned by pin set "app"
-/// (leaf key, the next key `next`, and a backup), routing `/v1` to a plain echo upstream.
+/// (leaf key, the next key `next`, and a backup), routing `/v1` to a plain echo upstream: a
+/// [`TestProxy`] (`dir`, `pki`, `leaf`, `start`) with the next key and the upstream.
 struct Setup {
-    dir: TestDir,
-    pki: Pki,
-    leaf: Issued,
+    proxy: TestProxy,
     /// A leaf on a key that "app" already ships as the next key.
     next: Issued,
     up: TestUpstream,
 }
 
+impl std::ops::Deref for Setup {
+    type Target = TestProxy;
+    fn deref(&self) -> &TestProxy {
+        &self.proxy
+    }
+}
+
 impl Setup {
     async fn new(extra: &str) -> Self {
         let up = TestUpstream::plain(UpstreamMode::Echo).await;
-        let dir = TestDir::new();
         let pki = Pki::new("reload");
         let leaf = pki.leaf(&["localhost"]);
         let next = pki.leaf(&["localhost"]);
-        dir.write_cert("api", &leaf);
-        dir.write("pins/app.toml", app_pins(&leaf, &next, 1));
-        let s = Setup {
-            dir,
-            pki,
-            leaf,
-            next,
-            up,
-        };
-        s.dir.write("config.toml", s.config("/v1", extra));
-        s
+        let proxy = TestProxy::builder()
+            .pin_file(app_pins(&leaf, &next, 1))
+            .serve(pki, leaf)
+            .config(&format!("{}{extra}", route(up.addr, "/v1")))
+            .build();
+        Setup { proxy, next, up }
     }
 
     fn config(&self, prefix: &str, extra: &str) -> String {
@@ -57,14 +58,6 @@ impl Setup {
             &["app"],
             &format!("{}{extra}", route(self.up.addr, prefix)),
         )
-    }
-
-    fn config_path(&self) -> PathBuf {
-        self.dir.config_path()
-    }
-
-    async fn start(&self) -> Running {
-        start(&self.config_path()).await.expect("proxy starts")
     }
 
     fn client(&self, r: &Running) -> Client {
@@ -216,7 +209,7 @@ async fn kubernetes_data_symlink_swaps_are_picked_up_with_pins_behind_the_symlin
     for name in ["config.toml", "pins", "certs"] {
         std::os::unix::fs::symlink(format!("..data/{name}"), root.join(name)).expect("link");
     }
-    let r = start(&root.join("config.toml"))
+    let r = start_proxy(&root.join("config.toml"))
         .await
         .expect("proxy starts");
     let c = Client::new(r.listener("mobile").expect("listener"), &pki.root_pem());
@@ -278,7 +271,7 @@ async fn certbot_renewal_re_pointing_live_symlinks_serves_the_new_certificate_on
         .replace("certs/api.pem", "live/site/fullchain.pem")
         .replace("certs/api.key", "live/site/privkey.pem");
     dir.write("config.toml", config);
-    let r = start(&dir.config_path()).await.expect("proxy starts");
+    let r = start_proxy(&dir.config_path()).await.expect("proxy starts");
     let cfg = resuming_client_config(&pki.root_pem());
     let addr = r.listener("mobile").expect("listener");
     let (_, leaf, _) = get_with(&cfg, addr, "/").await;
@@ -309,103 +302,18 @@ async fn certbot_renewal_re_pointing_live_symlinks_serves_the_new_certificate_on
     assert_eq!(reloads(r.admin, "success", None).await, 1.0);
 }
 
-/// The binary, with its stderr collected line by line.
-struct Binary {
-    child: std::process::Child,
-    lines: Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Binary {
-    fn start(config: &Path) -> Self {
-        Self::start_with_env(config, &[])
-    }
-
-    fn start_with_env(config: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Self {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pinproxy"))
-            .args(["run", "-c"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("pinproxy starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let l = lines.clone();
-        std::thread::spawn(move || {
-            use std::io::BufRead as _;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                l.lock().expect("lines").push(line);
-            }
-        });
-        Binary { child, lines }
-    }
-
-    fn find(&self, pred: impl Fn(&str) -> bool) -> Option<String> {
-        self.lines
-            .lock()
-            .expect("lines")
-            .iter()
-            .find(|l| pred(l))
-            .cloned()
-    }
-
-    /// The `addr=` of the first log line containing `marker`.
-    async fn addr(&self, marker: &str) -> SocketAddr {
-        eventually(RELOAD_WAIT, || async {
-            let line = self.find(|l| l.contains(marker) && l.contains("addr="))?;
-            line.split("addr=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .await
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = std::process::Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill runs")
-            .success();
-        assert!(ok, "kill -{sig}");
-    }
-
-    /// SIGTERM, then the exit code (bounded wait).
-    async fn stop(mut self) -> Option<i32> {
-        self.signal("TERM");
-        let child = &mut self.child;
-        eventually(RELOAD_WAIT, || {
-            let done = child.try_wait().expect("wait");
-            async move { done }
-        })
-        .await
-        .code()
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The binary with its text log at info, stderr collected line by line.
+fn binary(config: &Path, env: &[(&str, &str)]) -> Proc {
+    Proc::spawn(config, &[&[("RUST_LOG", "info")], env].concat())
 }
 
 #[tokio::test]
 async fn sighup_to_the_binary_reloads_a_change_the_watcher_cannot_see() {
     let s = Setup::new("").await;
     let link = hidden_link(s.dir.path(), &s.config_path());
-    let bin = Binary::start(&s.config_path());
-    let admin = bin.addr("admin listening").await;
-    let listener = bin.addr("listener=mobile").await;
+    let mut bin = binary(&s.config_path(), &[]);
+    let admin = bin.addr("admin listening");
+    let listener = bin.addr("listener=mobile");
     let c = Client::new(listener, &s.pki.root_pem());
     assert_eq!(status_of(&c, "/v2/x").await, 404);
     let g0 = generation(admin).await;
@@ -424,7 +332,7 @@ async fn sighup_to_the_binary_reloads_a_change_the_watcher_cannot_see() {
         "the swap was triggered by the signal: {reloaded}"
     );
     assert_eq!(reload_status(admin).await["last_trigger"], "sighup");
-    assert_eq!(bin.stop().await, Some(0), "SIGTERM exits 0");
+    assert_eq!(bin.stop(), Some(0), "SIGTERM exits 0");
 }
 
 #[tokio::test]
@@ -1011,18 +919,20 @@ async fn rotating_to_a_shipped_backup_lists_the_backups_left_and_warns_when_only
 #[tokio::test]
 async fn an_edit_of_the_app_file_a_pin_set_reads_is_reloaded_and_gated() {
     let s = Setup::new("").await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinproxy"))
-        .args(["export", "--pin-set", "app", "--format", "android"])
-        .args(["--domain", "localhost", "-c"])
-        .arg(s.config_path())
-        .output()
-        .expect("export");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = bin::with_config(
+        &s.dir,
+        &[
+            "export",
+            "--pin-set",
+            "app",
+            "--format",
+            "android",
+            "--domain",
+            "localhost",
+        ],
     );
-    let nsc = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(out.code == 0, "{}", out.stderr);
+    let nsc = out.stdout;
     s.dir.write("app/nsc.xml", &nsc);
     s.dir.write(
         "pins/app.toml",

@@ -4,6 +4,7 @@
 
 use super::*;
 use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
 
 /// A date `days` from today (UTC), as TOML wants it.
 fn date_in(days: i64) -> String {
@@ -16,22 +17,6 @@ fn https_upstream(name: &str, addr: std::net::SocketAddr, pin_set: Option<&str>)
     format!(
         "[upstream.{name}]\nurl = \"https://{addr}\"\nca = \"certs/{name}-ca.pem\"\nserver_name = \"pay.test\"\n{pins}\n"
     )
-}
-
-fn run_check(dir: &TestDir, args: &[&str]) -> (i32, String) {
-    let out = Command::new(BIN)
-        .arg("check")
-        .args(args)
-        .arg("-c")
-        .arg(dir.config_path())
-        .output()
-        .expect("run check");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
 }
 
 #[tokio::test]
@@ -87,9 +72,7 @@ async fn check_and_status_say_the_same_about_expired_and_expiring_pin_sets_of_ei
     );
 
     // The running proxy says the same sentences in /status.
-    let r = pinproxy::run::start(&dir.config_path())
-        .await
-        .expect("starts");
+    let r = start_proxy(&dir.config_path()).await.expect("starts");
     let (_, body) = admin_get(r.admin, "/status").await;
     let st: serde_json::Value = serde_json::from_str(&body).expect("json");
     for set in st["pin_sets"].as_array().expect("pin_sets") {
@@ -181,27 +164,18 @@ async fn check_probe_dry_runs_every_upstream_handshake_with_its_trust_and_pins()
 fn logging_proxy(up: std::net::SocketAddr, ca_pem: &str, pins: &[&str]) -> (Pki, TestDir) {
     let pki = Pki::new("logs");
     let leaf = pki.leaf(&["localhost"]);
-    let dir = TestDir::new();
-    dir.write_pinned("api", &leaf);
+    let TestProxy { dir, pki, .. } = TestProxy::builder()
+        .serve(pki, leaf)
+        .json_log()
+        .config(&format!(
+            "[[route]]\npath_prefix = \"/\"\nupstream = \"pay\"\n\n{}",
+            https_upstream("pay", up, Some("psp"))
+        ))
+        .build();
     dir.write("certs/pay-ca.pem", ca_pem);
     let entries: Vec<(&str, &str, &str)> = pins.iter().map(|p| (*p, "psp", "key")).collect();
     dir.write_pin_set("psp", "2099-01-01", "enforce", &entries);
-    let extra = format!(
-        "[[route]]\npath_prefix = \"/\"\nupstream = \"pay\"\n\n{}",
-        https_upstream("pay", up, Some("psp"))
-    );
-    let config =
-        basic_config("api", &["app"], &extra).replace("[log]\n", "[log]\nformat = \"json\"\n");
-    dir.write("config.toml", config);
     (pki, dir)
-}
-
-fn listening(proc: &mut Proc, message: &str) -> std::net::SocketAddr {
-    proc.wait_for(message)["addr"]
-        .as_str()
-        .expect("addr")
-        .parse()
-        .expect("addr")
 }
 
 fn warnings_and_errors(log: &str) -> Vec<serde_json::Value> {
@@ -217,7 +191,7 @@ async fn a_failed_upstream_handshake_logs_one_line_with_its_cause_as_text() {
     let up = TestUpstream::tls(&psp.leaf(&["pay.test"]), UpstreamMode::Echo).await;
     let (pki, dir) = logging_proxy(up.addr, &psp.root_pem(), &[&backup_pin(9)]);
     let mut proc = Proc::start(&dir);
-    let addr = listening(&mut proc, "listening");
+    let addr = proc.wait_addr("listening");
     let reply = Client::new(addr, &pki.root_pem())
         .get("localhost", "/pay")
         .await
@@ -261,7 +235,7 @@ async fn a_flood_of_ip_address_sni_handshakes_writes_no_log_line_per_handshake()
     let (_, _, dir) = json_proxy(up.addr, "");
     // What an explicit RUST_LOG with rustls warnings shows: one warning per handshake.
     let mut noisy = Proc::start_with_env(&dir, &[("RUST_LOG", "info,rustls=warn")]);
-    let addr = listening(&mut noisy, "listening");
+    let addr = noisy.wait_addr("listening");
     let noisy_log = tokio::task::spawn_blocking(move || {
         ip_sni_handshakes(addr, 5);
         noisy.rest_of_log()
@@ -276,7 +250,7 @@ async fn a_flood_of_ip_address_sni_handshakes_writes_no_log_line_per_handshake()
 
     // The default filter: no line at all.
     let mut quiet = Proc::start(&dir);
-    let addr = listening(&mut quiet, "listening");
+    let addr = quiet.wait_addr("listening");
     let quiet_log = tokio::task::spawn_blocking(move || {
         ip_sni_handshakes(addr, 50);
         quiet.rest_of_log()
@@ -307,7 +281,7 @@ async fn start_up_lists_what_is_served_and_reloads_say_what_changed_even_when_no
         serde_json::json!(["\"current\" on the leaf"]),
         "{matches}"
     );
-    let _ = listening(&mut proc, "listening");
+    let _ = proc.wait_addr("listening");
     proc.signal("HUP");
     let noop = proc.wait_for("reload: files match the running config; nothing to do");
     assert_eq!(noop["trigger"], "sighup", "{noop}");
@@ -393,7 +367,7 @@ async fn kubernetes_data_swaps_log_pinproxy_lines_only() {
     // With RUST_LOG=info the watcher library logs "unable to remove watch descriptor from
     // inotify" with its cargo registry path at each swap; the default filter keeps it out.
     let mut proc = Proc::spawn(&root.join("config.toml"), &[]);
-    let _ = listening(&mut proc, "listening");
+    let _ = proc.wait_addr("listening");
     // The watcher is armed before the first trigger is served: a SIGHUP's answer says so.
     proc.signal("HUP");
     let _ = proc.wait_for("reload: files match the running config; nothing to do");
@@ -433,14 +407,7 @@ async fn a_log_reader_that_stops_reading_never_stalls_a_request() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
     let (pki, _, dir) = json_proxy(up.addr, "");
     // A small queue, so this run also overflows it: drops are counted, not silent.
-    let mut child = Command::new(BIN)
-        .env_remove("RUST_LOG")
-        .env("PINPROXY_LOG_BUFFER_LINES", "500")
-        .arg("-c")
-        .arg(dir.config_path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+    let mut child = bin::command(&dir.config_path(), &[("PINPROXY_LOG_BUFFER_LINES", "500")])
         .spawn()
         .expect("spawn pinproxy");
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));

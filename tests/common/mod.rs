@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use client::{Client, Reply};
 pub use pki::{Issued, Pki, oracle_pin};
-pub use test_proxy::TestProxy;
+pub use test_proxy::{TestProxy, start_proxy};
 pub use upstream::{TestUpstream, UpstreamMode};
 
 /// A temp dir holding config.toml, pins/ and certs/.
@@ -104,6 +104,13 @@ pub fn basic_config(cert: &str, pin_sets: &[&str], extra: &str) -> String {
          [[listener]]\nname = \"mobile\"\nlisten = \"127.0.0.1:0\"\npin_sets = [{}]\n\
          [[listener.cert]]\nserver_names = [\"localhost\"]\nchain = \"certs/{cert}.pem\"\nkey = \"certs/{cert}.key\"\n\n{extra}\n",
         sets.join(", ")
+    )
+}
+
+/// A route sending every path to a plain-HTTP upstream "backend" at `addr`.
+pub fn route_to(addr: std::net::SocketAddr) -> String {
+    format!(
+        "[[route]]\npath_prefix = \"/\"\nupstream = \"backend\"\n\n[upstream.backend]\nurl = \"http://{addr}\"\n"
     )
 }
 

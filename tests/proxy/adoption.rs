@@ -4,8 +4,8 @@
 use super::*;
 
 /// "app" ships in 4.2–4.x, "app-5" from 5.0; both pin the served key with their own backup.
-fn adoption_setup(source: &str, up: std::net::SocketAddr) -> Setup {
-    let s = Setup::new(&route_to(up));
+fn adoption_setup(source: &str, up: std::net::SocketAddr) -> TestProxy {
+    let s = TestProxy::new(&route_to(up));
     let pins = std::fs::read_to_string(s.dir.path().join("pins/app.toml")).expect("pins");
     s.dir.write(
         "pins/app.toml",

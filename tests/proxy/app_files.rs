@@ -6,18 +6,20 @@ use super::*;
 
 /// `pinproxy export --pin-set SET --format FORMAT --domain localhost`: stdout.
 fn export(dir: &TestDir, set: &str, format: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinproxy"))
-        .args(["export", "--pin-set", set, "--format", format])
-        .args(["--domain", "localhost", "-c"])
-        .arg(dir.config_path())
-        .output()
-        .expect("export runs");
-    assert!(
-        out.status.success(),
-        "export {format}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = bin::with_config(
+        dir,
+        &[
+            "export",
+            "--pin-set",
+            set,
+            "--format",
+            format,
+            "--domain",
+            "localhost",
+        ],
     );
-    String::from_utf8(out.stdout).expect("utf-8")
+    assert!(out.code == 0, "export {format}: {}", out.stderr);
+    out.stdout
 }
 
 /// The lines of `check` that say which pin of a set matches where, with the set name replaced.
@@ -30,7 +32,7 @@ fn match_lines(report: &str, set: &str) -> Vec<String> {
 }
 
 /// Makes `set` the listener's only pin set.
-fn serve_with(s: &Setup, set: &str, up: std::net::SocketAddr) {
+fn serve_with(s: &TestProxy, set: &str, up: std::net::SocketAddr) {
     s.dir
         .write("config.toml", basic_config("api", &[set], &route_to(up)));
 }
@@ -39,7 +41,7 @@ fn serve_with(s: &Setup, set: &str, up: std::net::SocketAddr) {
 async fn pin_sets_read_from_exported_android_trustkit_and_apple_files_serve_and_gate_like_the_toml()
 {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&route_to(up.addr));
+    let s = TestProxy::new(&route_to(up.addr));
     let toml = pinproxy::check::check(&s.dir.config_path(), false).await;
     assert!(toml.ok, "{}", toml.text);
     let want = match_lines(&toml.text, "app");
@@ -167,7 +169,7 @@ async fn pin_sets_read_from_exported_android_trustkit_and_apple_files_serve_and_
             refused.text
         );
         assert!(
-            start(&s.dir.config_path()).await.is_err(),
+            start_proxy(&s.dir.config_path()).await.is_err(),
             "{format}: run refuses"
         );
         s.dir.write_cert("api", &s.leaf);
@@ -176,7 +178,7 @@ async fn pin_sets_read_from_exported_android_trustkit_and_apple_files_serve_and_
 
 #[tokio::test]
 async fn an_app_file_without_the_domain_or_with_a_bad_pin_is_refused_naming_file_and_element() {
-    let s = Setup::new(
+    let s = TestProxy::new(
         "[[route]]\npath_prefix = \"/\"\nupstream = \"b\"\n[upstream.b]\nurl = \"http://127.0.0.1:9\"\n",
     );
     let nsc = |domain: &str, second: &str| {

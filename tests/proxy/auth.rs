@@ -155,7 +155,7 @@ async fn each_bad_token_is_refused_with_a_bearer_challenge_and_counted_by_result
         return;
     };
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "{}[auth.app]\nkind = \"jwt\"\njwks = \"keys/jwks.json\"\nalgorithms = [\"RS256\"]\n\
          issuer = \"https://issuer.test\"\naudience = [\"api-a\", \"api-b\"]\nclaims_to_headers = {{ sub = \"X-App-Id\" }}\n",
         jwt_route(up.addr, "app")
@@ -240,7 +240,7 @@ async fn report_mode_forwards_failures_and_counts_them() {
         return;
     };
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "{}[auth.watch]\nkind = \"jwt\"\nmode = \"report\"\nkey = \"keys/pub.pem\"\nalgorithms = [\"RS256\"]\nforward_token = true\n",
         jwt_route(up.addr, "watch")
     ));
@@ -279,7 +279,7 @@ async fn a_key_rotated_by_swapping_the_jwks_file_is_used_without_a_restart() {
         return;
     };
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "{}[auth.app]\nkind = \"jwt\"\njwks = \"keys/jwks.json\"\nalgorithms = [\"RS256\"]\n",
         jwt_route(up.addr, "app")
     ));
@@ -340,7 +340,7 @@ async fn approov_tokens_must_bind_to_the_authorization_header() {
         return;
     };
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "{}[auth.approov]\npreset = \"approov\"\nkey = \"keys/approov.b64\"\nbind_header = \"Authorization\"\n",
         jwt_route(up.addr, "approov")
     ));
@@ -410,7 +410,7 @@ async fn firebase_app_check_preset_accepts_its_project_and_warns_about_a_stale_j
         return;
     };
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "{}[auth.appcheck]\npreset = \"firebase_app_check\"\nproject_number = \"123456\"\nproject_id = \"my-shop\"\n\
          jwks = \"keys/appcheck.json\"\nclaims_to_headers = {{ sub = \"X-App-Id\" }}\n",
         jwt_route(up.addr, "appcheck")
@@ -464,7 +464,7 @@ async fn api_keys_are_checked_against_their_sha256_and_not_forwarded() {
         .map(|b| format!("{b:02x}"))
         .collect();
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "{}[auth.appkey]\nkind = \"api_key\"\nheader = \"X-Api-Key\"\nsha256 = [\"{digest}\"]\n",
         jwt_route(up.addr, "appkey")
     ));
@@ -495,7 +495,7 @@ async fn check_names_file_and_field_of_a_policy_that_would_confuse_keys_or_accep
     let routes = "[[route]]\npath_prefix = \"/\"\nupstream = \"backend\"\nauth = \"hs\"\n\n\
          [upstream.backend]\nurl = \"http://127.0.0.1:1\"\n\n";
     // Config-file mistakes first: the file's own checks run before any key file is read.
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "{routes}[[route]]\npath_prefix = \"/b\"\nupstream = \"backend\"\nauth = \"nobody\"\n\n\
          [auth.hs]\nkind = \"jwt\"\nkey = \"keys/pub.pem\"\nalgorithms = [\"none\"]\n"
     ));

@@ -10,8 +10,9 @@ async fn malformed_http2_requests_are_refused_and_never_reach_the_upstream() {
         return;
     }
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let p = TestProxy::builder().route_to(up.addr).start().await;
-    let port = p.addr().port();
+    let p = TestProxy::new(&route_to(up.addr));
+    let r = p.start().await;
+    let port = r.listener("mobile").expect("listener").port();
     let root = p.dir.write("certs/root.pem", p.pki.root_pem());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/proxy/h2_negative.py");
     let out = tokio::task::spawn_blocking(move || {

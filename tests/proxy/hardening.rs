@@ -84,7 +84,7 @@ async fn read_head(tcp: &mut TcpStream) -> Option<String> {
 }
 
 /// Sends raw bytes over a pinned TLS connection and reads until the proxy closes (bounded).
-async fn raw(s: &Setup, r: &Running, bytes: &[u8]) -> String {
+async fn raw(s: &TestProxy, r: &Running, bytes: &[u8]) -> String {
     let (mut tls, _) = s.client(r).handshake().await.expect("handshake");
     tls.write_all(bytes).await.expect("send");
     let mut out = Vec::new();
@@ -111,7 +111,7 @@ async fn an_upstream_body_that_stalls_after_the_head_is_cut_at_upstream_read_tim
         tokio::time::sleep(Duration::from_secs(30)).await;
     })
     .await;
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "[limits]\nupstream_read_timeout = \"300ms\"\nidle_timeout = \"60s\"\n\n{}",
         routes(&[("stall", origin.addr)])
     ));
@@ -166,7 +166,7 @@ async fn a_client_that_stops_reading_is_cut_at_client_write_timeout_and_the_upst
         }
     })
     .await;
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "[limits]\nclient_write_timeout = \"300ms\"\n\n{}",
         routes(&[("big", origin.addr)])
     ));
@@ -196,7 +196,7 @@ async fn a_client_that_stops_reading_is_cut_at_client_write_timeout_and_the_upst
 #[tokio::test]
 async fn client_body_errors_get_400_and_count_as_client_errors_not_upstream_errors() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&route_to(up.addr));
+    let s = TestProxy::new(&route_to(up.addr));
     let r = s.start().await;
     let bad_size = raw(
         &s,
@@ -244,7 +244,7 @@ async fn client_body_errors_get_400_and_count_as_client_errors_not_upstream_erro
 #[tokio::test]
 async fn request_heads_over_max_header_bytes_get_431_exactly_on_http1_and_http2() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&route_to(up.addr));
+    let s = TestProxy::new(&route_to(up.addr));
     let r = s.start().await;
     // An HTTP/1.1 head of exactly `len` bytes.
     let head = |len: usize| {
@@ -298,7 +298,7 @@ async fn malformed_upstream_response_heads_get_502_and_are_never_passed_on() {
             .to_vec(),
     )
     .await;
-    let s = Setup::new(&routes(&[
+    let s = TestProxy::new(&routes(&[
         ("huge", huge.addr),
         ("over", over.addr),
         ("clte", clte.addr),
@@ -325,7 +325,7 @@ async fn malformed_upstream_response_heads_get_502_and_are_never_passed_on() {
 #[tokio::test]
 async fn a_request_that_may_have_reached_the_upstream_is_never_sent_twice() {
     let origin = RawOrigin::start(|tcp| async move { drop(tcp) }).await;
-    let s = Setup::new(&routes(&[("once", origin.addr)]));
+    let s = TestProxy::new(&routes(&[("once", origin.addr)]));
     let r = s.start().await;
     let methods = ["GET", "HEAD", "OPTIONS", "DELETE", "PUT"];
     for m in methods {
@@ -350,7 +350,7 @@ async fn a_request_that_may_have_reached_the_upstream_is_never_sent_twice() {
 async fn host_fields_trace_and_options_asterisk_follow_the_rfcs() {
     let origin =
         RawOrigin::replying(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()).await;
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "[[route]]\npath_prefix = \"/\"\nupstream = \"o\"\n[upstream.o]\nurl = \"http://{}\"\n",
         origin.addr
     ));
@@ -395,7 +395,7 @@ async fn host_fields_trace_and_options_asterisk_follow_the_rfcs() {
 #[tokio::test]
 async fn h2_cookies_are_joined_for_http1_upstreams_and_x_real_ip_is_the_client() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&route_to(up.addr));
+    let s = TestProxy::new(&route_to(up.addr));
     let r = s.start().await;
     let mut conn = s.client(&r).h2().connect().await.expect("h2");
     let req = http::Request::get("https://localhost/c")
@@ -415,7 +415,7 @@ async fn preserve_host_to_an_h2_upstream_sends_the_clients_host_as_authority_onl
     let psp = Pki::new("origin");
     let leaf = psp.leaf(&["pay.test"]);
     let up = TestUpstream::tls(&leaf, UpstreamMode::Echo).await;
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "[[route]]\npath_prefix = \"/\"\nupstream = \"pay\"\npreserve_host = true\n\n[upstream.pay]\nurl = \"https://{}\"\nca = \"certs/origin-ca.pem\"\nserver_name = \"pay.test\"\n",
         up.addr
     ));
@@ -436,7 +436,7 @@ async fn response_trailers_reach_http1_clients_that_send_te_trailers() {
             .to_vec(),
     )
     .await;
-    let s = Setup::new(&routes(&[("t", origin.addr)]));
+    let s = TestProxy::new(&routes(&[("t", origin.addr)]));
     let r = s.start().await;
     let got = raw(
         &s,

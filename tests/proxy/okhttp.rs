@@ -55,8 +55,7 @@ fn export_okhttp(dir: &TestDir, set: &str) -> String {
 }
 
 fn export_okhttp_for(dir: &TestDir, set: &str, domain: &str, subdomains: bool) -> String {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pinproxy"));
-    cmd.args([
+    let mut args = vec![
         "export",
         "--pin-set",
         set,
@@ -64,21 +63,13 @@ fn export_okhttp_for(dir: &TestDir, set: &str, domain: &str, subdomains: bool) -
         "okhttp",
         "--domain",
         domain,
-    ]);
+    ];
     if subdomains {
-        cmd.arg("--include-subdomains");
+        args.push("--include-subdomains");
     }
-    let out = cmd
-        .arg("-c")
-        .arg(dir.config_path())
-        .output()
-        .expect("export runs");
-    assert!(
-        out.status.success(),
-        "export: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let kotlin = String::from_utf8(out.stdout).expect("utf-8");
+    let out = bin::with_config(dir, &args);
+    assert!(out.code == 0, "export: {}", out.stderr);
+    let kotlin = out.stdout;
     assert!(
         kotlin.contains(&format!(".add(\"{domain}\", \"sha256/")),
         "{kotlin}"
@@ -181,7 +172,7 @@ async fn okhttp_certificate_pinner_from_the_export_accepts_the_proxy_and_refuses
         return;
     }
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&route_to(up.addr));
+    let s = TestProxy::new(&route_to(up.addr));
     // A second pin set that pins only keys the proxy does not serve (as an old app would).
     s.dir.write_pin_set(
         "stale",
@@ -236,7 +227,7 @@ async fn okhttp_export_with_subdomains_pins_the_apex_and_a_subdomain_on_okhttp_3
         "server_names = [\"api.example.com\", \"*.api.example.com\"]",
     );
     dir.write("config.toml", config);
-    let r = start(&dir.config_path()).await.expect("proxy starts");
+    let r = start_proxy(&dir.config_path()).await.expect("proxy starts");
     let ca = dir.write("certs/root.pem", pki.root_pem());
     let port = r.listener("mobile").expect("listener").port();
     let apex = format!("https://api.example.com:{port}/apex");

@@ -20,7 +20,7 @@ fn header<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
 async fn the_upstream_gets_server_name_as_host_and_host_header_overrides_it() {
     let psp = Pki::new("psp");
     let up = TestUpstream::tls(&psp.leaf(&["pay.test"]), UpstreamMode::Echo).await;
-    let s = Setup::new(&pay_route(&format!(
+    let s = TestProxy::new(&pay_route(&format!(
         "url = \"https://{}\"\nca = \"certs/psp-ca.pem\"\nserver_name = \"pay.test\"\n",
         up.addr
     )));
@@ -48,7 +48,7 @@ async fn the_upstream_gets_server_name_as_host_and_host_header_overrides_it() {
 
     // An upstream's host_header, and a route's over it.
     let plain = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s2 = Setup::new(&format!(
+    let s2 = TestProxy::new(&format!(
         "[[route]]\npath_prefix = \"/legacy/\"\nupstream = \"pay\"\nhost_header = \"old.example.net:8080\"\n\n{}",
         pay_route(&format!(
             "url = \"http://{}\"\nhost_header = \"cdn.example.net\"\n",
@@ -65,11 +65,14 @@ async fn the_upstream_gets_server_name_as_host_and_host_header_overrides_it() {
         vec!["old.example.net:8080"]
     );
 
-    let bad = Setup::new(&pay_route(&format!(
+    let bad = TestProxy::new(&pay_route(&format!(
         "url = \"http://{}\"\nhost_header = \"cdn example\"\n",
         plain.addr
     )));
-    let err = start(&bad.dir.config_path()).await.err().expect("refused");
+    let err = start_proxy(&bad.dir.config_path())
+        .await
+        .err()
+        .expect("refused");
     assert!(
         err.to_string().contains("`upstream.pay.host_header`"),
         "{err}"
@@ -79,7 +82,7 @@ async fn the_upstream_gets_server_name_as_host_and_host_header_overrides_it() {
 #[tokio::test]
 async fn a_sane_request_id_travels_both_ways_and_anything_else_is_replaced() {
     let up = TestUpstream::plain(UpstreamMode::Echo).await;
-    let s = Setup::new(&route_to(up.addr));
+    let s = TestProxy::new(&route_to(up.addr));
     let r = s.start().await;
     let client = s.client(&r);
     let send = |id: Option<&'static str>| {
@@ -121,7 +124,7 @@ async fn status_says_which_upstream_pins_matched_and_decides_backups_by_pin() {
     let psp = Pki::with_intermediate("psp");
     let up = TestUpstream::tls(&psp.leaf(&["pay.test"]), UpstreamMode::Echo).await;
     let inter = psp.intermediate_pin.clone().expect("intermediate");
-    let s = Setup::new(&pay_route(&format!(
+    let s = TestProxy::new(&pay_route(&format!(
         "url = \"https://{}\"\nca = \"certs/psp-ca.pem\"\nserver_name = \"pay.test\"\npin_set = \"psp\"\n",
         up.addr
     )));
@@ -237,7 +240,7 @@ async fn the_status_page_shows_people_certificates_pins_and_upstreams_in_a_brows
     let psp = Pki::with_intermediate("psp");
     let up = TestUpstream::tls(&psp.leaf(&["pay.test"]), UpstreamMode::Echo).await;
     let inter = psp.intermediate_pin.clone().expect("intermediate");
-    let s = Setup::new(&pay_route(&format!(
+    let s = TestProxy::new(&pay_route(&format!(
         "url = \"https://{}\"\nca = \"certs/psp-ca.pem\"\nserver_name = \"pay.test\"\npin_set = \"psp\"\n",
         up.addr
     )));

@@ -17,8 +17,8 @@ use super::*;
 const REJECTED: &str = "pinproxy_proxy_protocol_rejected_total";
 
 /// A proxy whose listener takes PROXY headers from 127.0.0.1 only, within 1 s.
-fn setup(up: SocketAddr) -> Setup {
-    let s = Setup::new(&format!(
+fn setup(up: SocketAddr) -> TestProxy {
+    let s = TestProxy::new(&format!(
         "[limits]\ntls_handshake_timeout = \"1s\"\n\n{}",
         route_to(up)
     ));

@@ -124,7 +124,7 @@ async fn chatty_origin() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) 
 #[tokio::test]
 async fn no_header_on_the_removal_list_reaches_the_app_and_routes_keep_remove_and_add() {
     let (addr, _origin) = chatty_origin().await;
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "[[route]]\npath_prefix = \"/\"\nupstream = \"origin\"\n\n\
          [[route]]\npath_prefix = \"/pay\"\nupstream = \"origin\"\n\
          response_headers = {{ keep = [\"Server\"], remove = [\"X-Internal\"], add = {{ Cache-Control = \"no-store\", X-Content-Type-Options = \"nosniff\" }} }}\n\n\
@@ -187,7 +187,7 @@ async fn the_proxys_own_answers_name_neither_it_nor_an_internal_host() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let dead = closed.local_addr().expect("addr");
     drop(closed);
-    let s = Setup::new(&format!(
+    let s = TestProxy::new(&format!(
         "[[route]]\npath_prefix = \"/api\"\nupstream = \"origin\"\n\n\
          [[route]]\npath_prefix = \"/dead\"\nupstream = \"dead\"\n\n\
          [upstream.origin]\nurl = \"http://{addr}\"\n\n[upstream.dead]\nurl = \"http://{dead}\"\n"

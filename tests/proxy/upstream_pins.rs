@@ -10,13 +10,13 @@ async fn pinned_proxy(
     pins: &[&str],
     mode: &str,
     pin_match: &str,
-) -> (Setup, Running) {
+) -> (TestProxy, Running) {
     let extra = format!(
         "[[route]]\npath_prefix = \"/\"\nupstream = \"pay\"\n\n[upstream.pay]\nurl = \"https://{}\"\nca = \"certs/psp-ca.pem\"\n\
          server_name = \"pay.test\"\npin_set = \"psp\"\npin_match = \"{pin_match}\"\n",
         up.addr
     );
-    let s = Setup::new(&extra);
+    let s = TestProxy::new(&extra);
     s.dir.write("certs/psp-ca.pem", ca_pem);
     let entries: Vec<(&str, &str, &str)> = pins.iter().map(|p| (*p, "psp key", "key")).collect();
     s.dir.write_pin_set("psp", "2099-01-01", mode, &entries);
@@ -24,7 +24,7 @@ async fn pinned_proxy(
     (s, r)
 }
 
-async fn status_of(s: &Setup, r: &Running) -> u16 {
+async fn status_of(s: &TestProxy, r: &Running) -> u16 {
     s.client(r)
         .get("localhost", "/pay")
         .await
@@ -193,7 +193,7 @@ async fn a_new_upstream_key_is_counted_as_a_key_change_but_not_the_first_sightin
             "[[route]]\npath_prefix = \"/\"\nupstream = \"pay\"\n\n[upstream.pay]\nurl = \"https://{addr}\"\nca = \"certs/psp-ca.pem\"\nserver_name = \"pay.test\"\n"
         )
     };
-    let s = Setup::new(&extra(first.addr));
+    let s = TestProxy::new(&extra(first.addr));
     s.dir.write("certs/psp-ca.pem", psp.root_pem());
     let r = s.start().await;
     assert_eq!(status_of(&s, &r).await, 200);

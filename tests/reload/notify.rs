@@ -23,29 +23,25 @@ async fn notify_socket_gets_ready_after_bind_reloading_around_sighup_and_stoppin
     let s = Setup::new("").await;
     let sock_path = s.dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind the notify socket");
-    let bin = Binary::start_with_env(
+    let mut bin = binary(
         &s.config_path(),
-        &[("NOTIFY_SOCKET", sock_path.as_os_str())],
+        &[(
+            "NOTIFY_SOCKET",
+            sock_path.to_str().expect("UTF-8 temp path"),
+        )],
     );
 
     assert_eq!(next(&sock).await, "READY=1\n", "the first notification");
-    // At READY=1 the listener is already bound and logged, and a handshake completes at once.
-    let line = bin
-        .find(|l| l.contains("listener=mobile") && l.contains("addr="))
-        .expect("the listener was bound before READY=1");
-    let addr: SocketAddr = line
-        .split("addr=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .expect("listener addr");
+    // At READY=1 the listener is already bound, and a handshake completes at once. Its log line
+    // may trail READY=1 by a moment: the log goes through a non-blocking writer thread.
+    let addr: SocketAddr = bin.addr("listener=mobile");
     let reply = s
         .client_at(addr)
         .get("localhost", "/v1/x")
         .await
         .expect("served right after READY=1");
     assert_eq!(reply.status, 200);
-    let admin = bin.addr("admin listening").await;
+    let admin = bin.addr("admin listening");
     let g0 = generation(admin).await;
 
     // Written through a name the watcher does not see: only the signal reloads it.
@@ -80,22 +76,17 @@ async fn notify_socket_gets_ready_after_bind_reloading_around_sighup_and_stoppin
         200
     );
 
-    assert_eq!(bin.stop().await, Some(0), "SIGTERM exits 0");
+    assert_eq!(bin.stop(), Some(0), "SIGTERM exits 0");
     assert_eq!(next(&sock).await, "STOPPING=1\n", "sent on SIGTERM");
 }
 
 /// What a container runtime's HEALTHCHECK runs (the runtime image has no curl).
 fn healthcheck(addr: SocketAddr) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinproxy"))
-        .args(["healthcheck", "--addr", &addr.to_string()])
-        .output()
-        .expect("pinproxy healthcheck runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let out = bin::pinproxy(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &["healthcheck", "--addr", &addr.to_string()],
     );
-    (out.status.code(), text)
+    (Some(out.code), out.text())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,15 +47,15 @@ fn root_store(root_pem: &str) -> rustls::RootCertStore {
 }
 
 struct Replica {
-    bin: Binary,
+    bin: Proc,
     listener: SocketAddr,
     admin: SocketAddr,
 }
 
 async fn replica(config: &Path) -> Replica {
-    let bin = Binary::start(config);
-    let admin = bin.addr("admin listening").await;
-    let listener = bin.addr("listener=mobile").await;
+    let bin = binary(config, &[]);
+    let admin = bin.addr("admin listening");
+    let listener = bin.addr("listener=mobile");
     Replica {
         bin,
         listener,
