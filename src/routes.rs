@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use http::StatusCode;
-use prometheus::{Histogram, IntCounter};
+use prometheus::{Histogram, IntCounter, IntCounterVec};
 
 use crate::auth::RouteAuth;
 use crate::config::Route;
@@ -22,6 +22,12 @@ pub struct RouteEntry {
     pub auth: Option<Arc<RouteAuth>>,
     /// One per listener of the snapshot, in config order.
     metrics: Vec<RouteMetrics>,
+    /// `pinproxy_upstream_requests_total{upstream}`: the upstream error ratio's denominator.
+    pub upstream_requests: IntCounter,
+    /// `pinproxy_upstream_errors_total{upstream,kind="timeout"}`, for a body that stalls;
+    /// created on first use, as an error series should be.
+    upstream_stalls: OnceLock<IntCounter>,
+    upstream_errors: IntCounterVec,
 }
 
 impl RouteEntry {
@@ -34,6 +40,9 @@ impl RouteEntry {
         listeners: &[&str],
         metrics: &Metrics,
     ) -> Self {
+        let name = upstream.config.name.as_str();
+        let upstream_requests = metrics.upstream_requests.with_label_values(&[name]);
+        let upstream_errors = metrics.upstream_errors.clone();
         let metrics = listeners
             .iter()
             .map(|l| RouteMetrics::new(l, &route.name, metrics))
@@ -43,7 +52,22 @@ impl RouteEntry {
             upstream,
             auth,
             metrics,
+            upstream_requests,
+            upstream_stalls: OnceLock::new(),
+            upstream_errors,
         }
+    }
+
+    /// Counts an upstream body cut for stalling.
+    pub fn count_stall(&self) {
+        self.upstream_stalls
+            .get_or_init(|| {
+                self.upstream_errors.with_label_values(&[
+                    self.upstream.config.name.as_str(),
+                    crate::upstream::ErrorKind::Timeout.as_label(),
+                ])
+            })
+            .inc();
     }
 
     /// This route's metric handles on `listener` (`None` for a listener no longer configured,

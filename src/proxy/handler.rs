@@ -22,7 +22,6 @@ use crate::auth::Denied;
 use crate::body::{Counted, ReadTimeout, ResponseBody, Tracked, local};
 use crate::config::has_dot_segment;
 use crate::diag::ErrorText;
-use crate::metrics::Metrics;
 use crate::routes::{RouteEntry, upstream_path};
 use crate::snapshot::{Live, Snapshot};
 use crate::tls::ListenerTls;
@@ -37,6 +36,8 @@ pub struct ConnCtx {
     pub tls_version: &'static str,
     /// `X-Forwarded-For`: the client address formatted once per connection, not per request.
     pub forwarded_for: HeaderValue,
+    /// `pinproxy_client_errors_total{listener,kind="body"}`, resolved once per connection.
+    pub client_body_errors: prometheus::IntCounter,
     /// The listener's TLS as of the handshake: the certificate served stays the one checked.
     pub tls: Arc<ListenerTls>,
     pub cert: usize,
@@ -107,7 +108,8 @@ struct Record {
     bytes_in: Arc<AtomicU64>,
     access_log: bool,
     version: &'static str,
-    user_agent: String,
+    /// Shares the request head's buffer; text only when a line is written.
+    user_agent: Option<HeaderValue>,
     request_id: HeaderValue,
     /// From sending upstream to the upstream's response head.
     upstream_time: Option<std::time::Duration>,
@@ -151,22 +153,15 @@ pub async fn handle(
         bytes_in: Arc::new(AtomicU64::new(0)),
         access_log,
         version: version_text(req.version()),
-        user_agent: req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_string(),
+        user_agent: req.headers().get(header::USER_AGENT).cloned(),
         request_id: request_id(req.headers(), &live.shared.provider),
         upstream_time: None,
     };
-    let result = forward(req, &ctx, &snap, &live.shared.metrics, &mut rec).await;
-    if rec.upstream_time.is_some() {
-        live.shared
-            .metrics
-            .upstream_requests
-            .with_label_values(&[rec.upstream_name()])
-            .inc();
+    let result = forward(req, &ctx, &snap, &mut rec).await;
+    if rec.upstream_time.is_some()
+        && let Some(entry) = &rec.route
+    {
+        entry.upstream_requests.inc();
     }
     let mut resp = match result {
         Ok(resp) => resp,
@@ -232,7 +227,6 @@ async fn forward(
     req: Request<Incoming>,
     ctx: &ConnCtx,
     snap: &Snapshot,
-    metrics: &Metrics,
     rec: &mut Record,
 ) -> Result<Response<ResponseBody>, Refusal> {
     let (mut parts, body) = req.into_parts();
@@ -334,9 +328,7 @@ async fn forward(
     let client_failed = Arc::new(AtomicBool::new(false));
     let on_failure = {
         let flag = client_failed.clone();
-        let counter = metrics
-            .client_errors
-            .with_label_values(&[&*ctx.listener, "body"]);
+        let counter = ctx.client_body_errors.clone();
         Box::new(move || {
             flag.store(true, Ordering::Relaxed);
             counter.inc();
@@ -371,14 +363,12 @@ async fn forward(
     }
     headers::strip_hop_by_hop(&mut parts.headers);
     response_headers::apply(&route.response_headers, &mut parts.headers);
-    let stalled = metrics
-        .upstream_errors
-        .with_label_values(&[up.name.as_str(), ErrorKind::Timeout.as_label()]);
-    let name = up.name.clone();
+    // The entry (shared) counts the stall and names the upstream: no lookup or copy per request.
+    let entry = entry.clone();
     let limit = limits.upstream_read_timeout;
     let on_stall = Box::new(move || {
-        stalled.inc();
-        tracing::warn!(upstream = %name, timeout_ms = crate::diag::ms(limit), "upstream response body stalled; cut");
+        entry.count_stall();
+        tracing::warn!(upstream = %entry.upstream.config.name, timeout_ms = crate::diag::ms(limit), "upstream response body stalled; cut");
     });
     Ok(Response::from_parts(
         parts,
@@ -412,7 +402,11 @@ fn finish(rec: Record, bytes_out: u64) {
         duration_ms = crate::diag::ms(rec.start.elapsed()),
         upstream_ms = rec.upstream_time.map(crate::diag::ms),
         version = rec.version,
-        user_agent = %rec.user_agent,
+        user_agent = rec
+            .user_agent
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-"),
         request_id = rec.request_id.to_str().unwrap_or("-"),
         bytes_in = rec.bytes_in.load(Ordering::Relaxed),
         bytes_out,

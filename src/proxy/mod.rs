@@ -174,6 +174,9 @@ async fn serve_connection(
         sni,
         tls_version,
         forwarded_for: headers::client_address(peer.ip()),
+        client_body_errors: metrics
+            .client_errors
+            .with_label_values(&[&*listener_label, "body"]),
         tls,
         cert,
         activity: activity.clone(),

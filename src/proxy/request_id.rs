@@ -18,17 +18,42 @@ pub fn request_id(headers: &HeaderMap, provider: &CryptoProvider) -> HeaderValue
     {
         return v.clone();
     }
-    let mut bytes = [0u8; 16];
-    // The provider's CSPRNG; should it ever fail, a time-based id still tells requests apart.
-    if provider.secure_random.fill(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        bytes = nanos.to_be_bytes();
+    let bytes = next_random(provider);
+    // Hex into a fixed buffer: this runs for nearly every request (apps rarely send an id).
+    let mut hex = [0u8; 32];
+    for (i, b) in bytes.iter().enumerate() {
+        hex[2 * i] = HEX[usize::from(b >> 4)];
+        hex[2 * i + 1] = HEX[usize::from(b & 0xf)];
     }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    HeaderValue::from_str(&hex).unwrap_or(HeaderValue::from_static("-"))
+    HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(&hex))
+        .unwrap_or(HeaderValue::from_static("-"))
 }
+
+/// 16 bytes from the provider's CSPRNG, drawn 512 at a time per thread: one call into the RNG
+/// per 32 requests instead of one per request.
+fn next_random(provider: &CryptoProvider) -> [u8; 16] {
+    thread_local! {
+        static POOL: std::cell::RefCell<([u8; 512], usize)> = const { std::cell::RefCell::new(([0; 512], 512)) };
+    }
+    POOL.with_borrow_mut(|(pool, used)| {
+        if *used == pool.len() {
+            if provider.secure_random.fill(pool).is_err() {
+                // Should the CSPRNG ever fail, a time-based id still tells requests apart.
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                return nanos.to_be_bytes();
+            }
+            *used = 0;
+        }
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&pool[*used..*used + 16]);
+        *used += 16;
+        out
+    })
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn is_sane(v: &[u8]) -> bool {
     (1..=MAX_LEN).contains(&v.len())
