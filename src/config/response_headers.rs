@@ -94,8 +94,9 @@ pub const DEFAULT_REMOVE: &[&str] = &[
 /// What the proxy does to the headers of a route's upstream responses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseHeaders {
-    /// Sorted, so a response's few headers are looked up here rather than every entry hashed
-    /// into the response's map.
+    /// Sorted by length, then bytes ([`order`]), so a response's few headers are looked up
+    /// here rather than every entry hashed into the response's map, and most comparisons stop
+    /// at the length.
     pub remove: Vec<HeaderName>,
     /// Set after the removal, replacing any value the upstream sent.
     pub add: Vec<(HeaderName, HeaderValue)>,
@@ -105,9 +106,14 @@ impl ResponseHeaders {
     /// Whether `name` is on the removal list.
     pub fn removes(&self, name: &HeaderName) -> bool {
         self.remove
-            .binary_search_by(|h| h.as_str().cmp(name.as_str()))
+            .binary_search_by(|h| order(h).cmp(&order(name)))
             .is_ok()
     }
+}
+
+/// The order of the removal list: by length, then bytes.
+fn order(h: &HeaderName) -> (usize, &str) {
+    (h.as_str().len(), h.as_str())
 }
 
 impl Default for ResponseHeaders {
@@ -116,7 +122,7 @@ impl Default for ResponseHeaders {
             .iter()
             .map(|n| HeaderName::from_static(n))
             .collect();
-        remove.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        remove.sort_by(|a, b| order(a).cmp(&order(b)));
         ResponseHeaders {
             remove,
             add: Vec::new(),
@@ -199,7 +205,7 @@ pub fn resolve(
         }
     }
     out.remove.retain(|h| !keep.contains(h));
-    out.remove.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    out.remove.sort_by(|a, b| order(a).cmp(&order(b)));
     for (n, v) in raw.add {
         let field = format!("{at}.response_headers.add.{n}");
         let Ok(h) = HeaderName::from_bytes(n.as_bytes()) else {
