@@ -163,7 +163,7 @@ pub struct RawLimits {
     pub upstream_read_timeout: Duration,
     #[serde(with = "humantime_serde", default = "d_60s")]
     pub client_write_timeout: Duration,
-    #[serde(default = "d_max_header")]
+    #[serde(default = "d_max_response_header")]
     pub max_response_header_bytes: usize,
 }
 
@@ -182,7 +182,7 @@ impl Default for RawLimits {
             shutdown_grace: d_30s(),
             upstream_read_timeout: d_60s(),
             client_write_timeout: d_60s(),
-            max_response_header_bytes: d_max_header(),
+            max_response_header_bytes: d_max_response_header(),
         }
     }
 }
@@ -204,6 +204,13 @@ fn d_max_conn() -> usize {
 }
 fn d_max_header() -> usize {
     65_536
+}
+
+/// nginx refuses upstream heads over `proxy_buffer_size` (4 or 8 KiB) by default; 16 KiB is
+/// twice that. It also caps hyper's read buffer on every pooled upstream connection (this plus
+/// 8 KiB), which at 64 KiB let 64 connections of large bodies hold ~17 MiB more (BENCHMARKS.md).
+fn d_max_response_header() -> usize {
+    16_384
 }
 
 #[derive(Deserialize)]
