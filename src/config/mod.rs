@@ -6,6 +6,7 @@
 //! the dotted field. This module opens no sockets and builds no TLS objects.
 
 mod auth;
+mod fields;
 mod raw;
 mod response_headers;
 mod validate;
