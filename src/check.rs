@@ -45,12 +45,7 @@ pub async fn check(config: &Path, probe: bool) -> Report {
             }
             write_inventory(&mut text, &inv);
             text.push_str(&pin_set_origins(&snap.config));
-            // A blocking HTTP read of the running proxy's /status: off the async threads.
-            let running = snap.config.clone();
-            let adoption =
-                tokio::task::spawn_blocking(move || crate::running::adoption_lines(&running))
-                    .await
-                    .unwrap_or_default();
+            let adoption = crate::running::adoption_lines(&snap.config).await;
             text.push_str(&adoption);
             let c = &snap.config;
             let _ = writeln!(

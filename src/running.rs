@@ -1,6 +1,7 @@
-//! What `check` asks the running proxy: the adoption figures live in the process that served the
-//! requests, so `check` reads them from its admin endpoint (`/status`). One short, bounded GET on
-//! the configured admin address; no answer is reported, never an error.
+//! What the CLI asks a running proxy over its admin endpoint: `check` reads the adoption figures
+//! (they live in the process that served the requests) from `/status`, and `pinproxy
+//! healthcheck` probes `/healthz`. One short, bounded GET; for `check`, no answer is reported,
+//! never an error.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -18,13 +19,13 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Lines for `check`: each listener's share of the last day's requests per pin set, from the
 /// proxy running at the config's admin address; empty when no listener maps app versions.
-pub fn adoption_lines(config: &Config) -> String {
+pub async fn adoption_lines(config: &Config) -> String {
     if config.listeners.iter().all(|l| l.app_version.is_none()) {
         return String::new();
     }
     let admin = config.admin.listen;
     let mut text = String::new();
-    let status = match fetch_status(admin) {
+    let status = match fetch_status(admin).await {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(
@@ -92,43 +93,78 @@ pub fn adoption_lines(config: &Config) -> String {
 
 /// GET /status from the admin endpoint at `addr`, on a thread of its own so it works whether or
 /// not the caller runs inside an async runtime.
-fn fetch_status(addr: SocketAddr) -> Result<Value, String> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        rt.block_on(async {
-            tokio::time::timeout(TIMEOUT, get_status(addr))
-                .await
-                .map_err(|_| format!("no answer within {}s", TIMEOUT.as_secs()))?
-        })
-    })
-    .join()
-    .map_err(|_| "the status request failed".to_string())?
+/// Why a GET on an admin endpoint got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminGetError {
+    #[error("cannot connect to {addr}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP request to {addr} failed")]
+    Http {
+        addr: SocketAddr,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("bad path {path:?}")]
+    Path {
+        path: String,
+        #[source]
+        source: http::Error,
+    },
+    #[error("no answer from {addr} within {}s", timeout.as_secs_f64())]
+    Timeout { addr: SocketAddr, timeout: Duration },
 }
 
-async fn get_status(addr: SocketAddr) -> Result<Value, String> {
+/// GET `path` on the admin listener at `addr`, bounded by `timeout`: status and body. Used by
+/// `check` (adoption figures) and `pinproxy healthcheck`.
+pub async fn admin_get(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, Bytes), AdminGetError> {
+    tokio::time::timeout(timeout, get(addr, path))
+        .await
+        .unwrap_or(Err(AdminGetError::Timeout { addr, timeout }))
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Result<(u16, Bytes), AdminGetError> {
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| AdminGetError::Connect { addr, source })?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| AdminGetError::Http { addr, source })?;
     tokio::spawn(conn);
-    let req = http::Request::get("/status")
+    let req = http::Request::get(path)
         .header(http::header::HOST, addr.to_string())
         .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
-    if !resp.status().is_success() {
-        return Err(format!("/status answered {}", resp.status()));
-    }
+        .map_err(|source| AdminGetError::Path {
+            path: path.to_string(),
+            source,
+        })?;
+    let resp = send
+        .send_request(req)
+        .await
+        .map_err(|source| AdminGetError::Http { addr, source })?;
+    let status = resp.status().as_u16();
     let body = resp
         .into_body()
         .collect()
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|source| AdminGetError::Http { addr, source })?
         .to_bytes();
+    Ok((status, body))
+}
+
+async fn fetch_status(addr: SocketAddr) -> Result<Value, String> {
+    let (status, body) = admin_get(addr, "/status", TIMEOUT)
+        .await
+        .map_err(|e| crate::diag::ErrorText(&e).to_string())?;
+    if !(200..300).contains(&status) {
+        return Err(format!("/status answered {status}"));
+    }
     serde_json::from_slice(&body).map_err(|e| format!("/status is not JSON: {e}"))
 }

@@ -8,8 +8,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Empty;
 use sd_notify::NotifyState;
 
 /// `READY=1`: every listener is bound and accepting (or a reload finished).
@@ -36,55 +34,13 @@ fn send(states: &[NotifyState], what: &'static str) {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
-    #[error("cannot connect to {addr}")]
-    Connect {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("HTTP request to {addr} failed")]
-    Http {
-        addr: SocketAddr,
-        #[source]
-        source: hyper::Error,
-    },
-    #[error("bad path {path:?}")]
-    Path {
-        path: String,
-        #[source]
-        source: http::Error,
-    },
-    #[error("no answer from {addr} within {timeout:?}")]
-    Timeout { addr: SocketAddr, timeout: Duration },
-}
-
 /// GET `path` on the admin listener at `addr`: the status code.
-pub async fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> Result<u16, ProbeError> {
-    tokio::time::timeout(timeout, probe_inner(addr, path))
+pub async fn probe(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<u16, crate::running::AdminGetError> {
+    crate::running::admin_get(addr, path, timeout)
         .await
-        .unwrap_or(Err(ProbeError::Timeout { addr, timeout }))
-}
-
-async fn probe_inner(addr: SocketAddr, path: &str) -> Result<u16, ProbeError> {
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|source| ProbeError::Connect { addr, source })?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-        .await
-        .map_err(|source| ProbeError::Http { addr, source })?;
-    tokio::spawn(conn);
-    let req = http::Request::get(path)
-        .header(http::header::HOST, addr.to_string())
-        .body(Empty::<Bytes>::new())
-        .map_err(|source| ProbeError::Path {
-            path: path.to_string(),
-            source,
-        })?;
-    let resp = send
-        .send_request(req)
-        .await
-        .map_err(|source| ProbeError::Http { addr, source })?;
-    Ok(resp.status().as_u16())
+        .map(|(status, _)| status)
 }
