@@ -1,4 +1,6 @@
 //! Unit tests of the sweep: series, log lines and windows.
+
+#![cfg(test)]
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 

@@ -124,15 +124,9 @@ async fn status_says_which_upstream_pins_matched_and_decides_backups_by_pin() {
     let psp = Pki::with_intermediate("psp");
     let up = TestUpstream::tls(&psp.leaf(&["pay.test"]), UpstreamMode::Echo).await;
     let inter = psp.intermediate_pin.clone().expect("intermediate");
-    let s = TestProxy::new(&pay_route(&format!(
-        "url = \"https://{}\"\nca = \"certs/psp-ca.pem\"\nserver_name = \"pay.test\"\npin_set = \"psp\"\n",
-        up.addr
-    )));
-    s.dir.write("certs/psp-ca.pem", psp.root_pem());
-    s.dir.write_pin_set(
-        "psp",
-        "2099-01-01",
-        "enforce",
+    let s = psp_proxy(
+        &psp,
+        &up,
         &[
             (&inter, "psp intermediate", "ca"),
             (&psp.root_pin, "psp root", "ca"),
@@ -240,15 +234,9 @@ async fn the_status_page_shows_people_certificates_pins_and_upstreams_in_a_brows
     let psp = Pki::with_intermediate("psp");
     let up = TestUpstream::tls(&psp.leaf(&["pay.test"]), UpstreamMode::Echo).await;
     let inter = psp.intermediate_pin.clone().expect("intermediate");
-    let s = TestProxy::new(&pay_route(&format!(
-        "url = \"https://{}\"\nca = \"certs/psp-ca.pem\"\nserver_name = \"pay.test\"\npin_set = \"psp\"\n",
-        up.addr
-    )));
-    s.dir.write("certs/psp-ca.pem", psp.root_pem());
-    s.dir.write_pin_set(
-        "psp",
-        "2099-01-01",
-        "enforce",
+    let s = psp_proxy(
+        &psp,
+        &up,
         &[
             (&inter, "psp intermediate", "ca"),
             (&backup_pin(7), "psp next CA", "ca"),
@@ -323,4 +311,16 @@ async fn the_status_page_shows_people_certificates_pins_and_upstreams_in_a_brows
     let width = u32::from_be_bytes(png_bytes[16..20].try_into().expect("IHDR"));
     assert_eq!(width, 1280, "rendered at the requested width");
     assert!(png_bytes.len() > 20_000, "a page with content, not a blank");
+}
+
+/// A proxy whose "pay" route goes to `up`, verified against the PSP's root as `pay.test` and
+/// pinned by pin set "psp" with these pins.
+fn psp_proxy(psp: &Pki, up: &TestUpstream, pins: &[(&str, &str, &str)]) -> TestProxy {
+    let s = TestProxy::new(&pay_route(&format!(
+        "url = \"https://{}\"\nca = \"certs/psp-ca.pem\"\nserver_name = \"pay.test\"\npin_set = \"psp\"\n",
+        up.addr
+    )));
+    s.dir.write("certs/psp-ca.pem", psp.root_pem());
+    s.dir.write_pin_set("psp", "2099-01-01", "enforce", pins);
+    s
 }

@@ -1,5 +1,7 @@
 //! The readers against hand-written app files: nesting, subdomains, overrides, binary plists.
 
+#![cfg(test)]
+
 use std::io::Cursor;
 
 use ::plist::Value;
