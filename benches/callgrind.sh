@@ -81,7 +81,7 @@ pids+=($!)
 port=$(free_port)
 cat > "$scratch/vg" <<EOF
 #!/bin/sh
-exec valgrind --tool=callgrind --callgrind-out-file=$scratch/cg.out --dump-instr=no \
+exec valgrind --tool=callgrind --callgrind-out-file=$scratch/cg.out --dump-instr=no --compress-strings=no \
     --collect-atstart=yes "$BIN" "\$@"
 EOF
 chmod +x "$scratch/vg"

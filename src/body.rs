@@ -5,13 +5,14 @@
 use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use prometheus::IntCounter;
 
 /// Sent upstream: the client's body, counted, or nothing (a retry).
 pub type RequestBody = Either<Counted<Incoming>, Empty<Bytes>>;
@@ -28,32 +29,55 @@ pub fn local(text: &'static str) -> ResponseBody {
     )
 }
 
+/// What a request body reports while it streams upstream: its bytes (for the access log)
+/// and whether it failed. A failure (a client's bad chunk or early close) is a client error,
+/// not the upstream's: it is counted where it is seen, even if the request's handler is gone
+/// by then. One allocation per request holds all of it.
+#[derive(Debug)]
+pub struct BodyStats {
+    bytes: AtomicU64,
+    failed: AtomicBool,
+    failures: IntCounter,
+}
+
+impl BodyStats {
+    /// `failures` counts bodies that failed.
+    pub fn new(failures: IntCounter) -> Self {
+        BodyStats {
+            bytes: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
+            failures,
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether the body ended in an error.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn fail(&self) {
+        if !self.failed.swap(true, Ordering::Relaxed) {
+            self.failures.inc();
+        }
+    }
+}
+
 pin_project_lite::pin_project! {
-    /// Adds the length of every data frame to a shared counter.
-    /// Adds the length of every data frame to a shared counter, and runs a hook when the body
-    /// fails (a client's bad chunk or early close: a client error, not the upstream's). The
-    /// hook runs where the failure is seen, even if the request's handler is gone by then.
+    /// Adds the length of every data frame to [`BodyStats`], and records a failure there.
     pub struct Counted<B> {
         #[pin]
         inner: B,
-        count: Arc<AtomicU64>,
-        on_failure: Option<FailureHook>,
+        stats: Arc<BodyStats>,
     }
 }
 
 impl<B> Counted<B> {
-    pub fn new(inner: B, count: Arc<AtomicU64>) -> Self {
-        Counted {
-            inner,
-            count,
-            on_failure: None,
-        }
-    }
-
-    /// Runs `hook` once if the body ends in an error.
-    pub fn on_failure(mut self, hook: FailureHook) -> Self {
-        self.on_failure = Some(hook);
-        self
+    pub fn new(inner: B, stats: Arc<BodyStats>) -> Self {
+        Counted { inner, stats }
     }
 }
 
@@ -70,14 +94,12 @@ impl<B: Body<Data = Bytes>> Body for Counted<B> {
         match &res {
             Poll::Ready(Some(Ok(f))) => {
                 if let Some(d) = f.data_ref() {
-                    this.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    this.stats
+                        .bytes
+                        .fetch_add(d.len() as u64, Ordering::Relaxed);
                 }
             }
-            Poll::Ready(Some(Err(_))) => {
-                if let Some(hook) = this.on_failure.take() {
-                    hook();
-                }
-            }
+            Poll::Ready(Some(Err(_))) => this.stats.fail(),
             _ => {}
         }
         res
@@ -91,9 +113,6 @@ impl<B: Body<Data = Bytes>> Body for Counted<B> {
         self.inner.size_hint()
     }
 }
-
-/// Called once when a body fails.
-pub type FailureHook = Box<dyn FnOnce() + Send>;
 
 /// Called once with the bytes sent when the body ends or is dropped.
 pub type DoneHook = Box<dyn FnOnce(u64) + Send>;
@@ -167,8 +186,11 @@ impl<B: Body<Data = Bytes>> Body for Tracked<B> {
     }
 }
 
-/// Called once when a body stalled past its read timeout.
-pub type TimeoutHook = Box<dyn FnOnce() + Send>;
+/// Told once when a body stalled past its read timeout. Shared (the route's entry), so a
+/// response body costs no allocation for it.
+pub trait OnStall: Send + Sync {
+    fn stalled(&self, limit: Duration);
+}
 
 /// The error a stalled body ends with.
 #[derive(Debug, thiserror::Error)]
@@ -185,12 +207,12 @@ pin_project_lite::pin_project! {
         limit: Duration,
         #[pin]
         timer: Option<tokio::time::Sleep>,
-        on_timeout: Option<TimeoutHook>,
+        on_timeout: Option<Arc<dyn OnStall>>,
     }
 }
 
 impl<B> ReadTimeout<B> {
-    pub fn new(inner: B, limit: Duration, on_timeout: Option<TimeoutHook>) -> Self {
+    pub fn new(inner: B, limit: Duration, on_timeout: Option<Arc<dyn OnStall>>) -> Self {
         ReadTimeout {
             inner,
             limit,
@@ -229,7 +251,7 @@ where
                     Poll::Ready(()) => {
                         this.timer.set(None);
                         if let Some(hook) = this.on_timeout.take() {
-                            hook();
+                            hook.stalled(*this.limit);
                         }
                         Poll::Ready(Some(Err(Box::new(Stalled(*this.limit)))))
                     }

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use http::StatusCode;
+use http::header::HeaderValue;
+use http::uri::Authority;
 use prometheus::{Histogram, IntCounter, IntCounterVec};
 
 use crate::auth::RouteAuth;
@@ -28,6 +30,13 @@ pub struct RouteEntry {
     /// created on first use, as an error series should be.
     upstream_stalls: OnceLock<IntCounter>,
     upstream_errors: IntCounterVec,
+    /// Whom requests are addressed to without `preserve_host`: the route's `host_header`, else
+    /// the upstream's, else its url's authority.
+    pub authority: Authority,
+    /// For a plain-HTTP upstream (always HTTP/1.1), the Host header made from `authority` as
+    /// hyper-util would make it (the port only when not 80): once here instead of formatted
+    /// per request. `None` for TLS upstreams, where ALPN may pick HTTP/2 and `:authority`.
+    pub h1_host: Option<HeaderValue>,
 }
 
 impl RouteEntry {
@@ -47,7 +56,24 @@ impl RouteEntry {
             .iter()
             .map(|l| RouteMetrics::new(l, &route.name, metrics))
             .collect();
+        let up = &upstream.config;
+        let authority = route
+            .host_header
+            .as_ref()
+            .or(up.host_header.as_ref())
+            .cloned()
+            .unwrap_or_else(|| up.authority.clone());
+        let h1_host = (!up.tls)
+            .then(|| match authority.port_u16() {
+                Some(port) if port != 80 => {
+                    HeaderValue::from_str(&format!("{}:{port}", authority.host()))
+                }
+                _ => HeaderValue::from_str(authority.host()),
+            })
+            .and_then(Result::ok);
         RouteEntry {
+            authority,
+            h1_host,
             route,
             upstream,
             auth,
@@ -56,18 +82,6 @@ impl RouteEntry {
             upstream_stalls: OnceLock::new(),
             upstream_errors,
         }
-    }
-
-    /// Counts an upstream body cut for stalling.
-    pub fn count_stall(&self) {
-        self.upstream_stalls
-            .get_or_init(|| {
-                self.upstream_errors.with_label_values(&[
-                    self.upstream.config.name.as_str(),
-                    crate::upstream::ErrorKind::Timeout.as_label(),
-                ])
-            })
-            .inc();
     }
 
     /// This route's metric handles on `listener` (`None` for a listener no longer configured,
@@ -244,6 +258,21 @@ pub fn upstream_path(base: &str, route: &Route, path: &str) -> String {
 
 /// Status codes whose request counters are kept resolved; others are looked up per answer.
 const COMMON_CODES: [u16; 12] = [200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 502, 504];
+
+/// An upstream body cut for stalling: counted as a timeout of the upstream, and logged.
+impl crate::body::OnStall for RouteEntry {
+    fn stalled(&self, limit: std::time::Duration) {
+        self.upstream_stalls
+            .get_or_init(|| {
+                self.upstream_errors.with_label_values(&[
+                    self.upstream.config.name.as_str(),
+                    crate::upstream::ErrorKind::Timeout.as_label(),
+                ])
+            })
+            .inc();
+        tracing::warn!(upstream = %self.upstream.config.name, timeout_ms = crate::diag::ms(limit), "upstream response body stalled; cut");
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,9 @@
 //! attacker pick exploits and help nobody using the API, so they go by default. This module only
 //! turns the config into that list; the proxy applies it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+
+use foldhash::fast::FixedState;
 
 use http::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
@@ -94,10 +96,9 @@ pub const DEFAULT_REMOVE: &[&str] = &[
 /// What the proxy does to the headers of a route's upstream responses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseHeaders {
-    /// Sorted by length, then bytes ([`order`]), so a response's few headers are looked up
-    /// here rather than every entry hashed into the response's map, and most comparisons stop
-    /// at the length.
-    pub remove: Vec<HeaderName>,
+    /// Looked up once per response header with a fast non-keyed hash: the names come from
+    /// the config, not from clients, so there is nothing to flood.
+    pub remove: HashSet<HeaderName, FixedState>,
     /// Set after the removal, replacing any value the upstream sent.
     pub add: Vec<(HeaderName, HeaderValue)>,
 }
@@ -105,26 +106,17 @@ pub struct ResponseHeaders {
 impl ResponseHeaders {
     /// Whether `name` is on the removal list.
     pub fn removes(&self, name: &HeaderName) -> bool {
-        self.remove
-            .binary_search_by(|h| order(h).cmp(&order(name)))
-            .is_ok()
+        self.remove.contains(name)
     }
-}
-
-/// The order of the removal list: by length, then bytes.
-fn order(h: &HeaderName) -> (usize, &str) {
-    (h.as_str().len(), h.as_str())
 }
 
 impl Default for ResponseHeaders {
     fn default() -> Self {
-        let mut remove: Vec<HeaderName> = DEFAULT_REMOVE
-            .iter()
-            .map(|n| HeaderName::from_static(n))
-            .collect();
-        remove.sort_by(|a, b| order(a).cmp(&order(b)));
         ResponseHeaders {
-            remove,
+            remove: DEFAULT_REMOVE
+                .iter()
+                .map(|n| HeaderName::from_static(n))
+                .collect(),
             add: Vec::new(),
         }
     }
@@ -199,13 +191,8 @@ pub fn resolve(
             keep.push(h);
         }
     }
-    for h in remove {
-        if !out.remove.contains(&h) {
-            out.remove.push(h);
-        }
-    }
+    out.remove.extend(remove);
     out.remove.retain(|h| !keep.contains(h));
-    out.remove.sort_by(|a, b| order(a).cmp(&order(b)));
     for (n, v) in raw.add {
         let field = format!("{at}.response_headers.add.{n}");
         let Ok(h) = HeaderName::from_bytes(n.as_bytes()) else {

@@ -5,7 +5,6 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
@@ -19,7 +18,7 @@ use super::request_id::{X_REQUEST_ID, request_id};
 use super::semantics::{self, BadRequest};
 use super::{headers, response_headers};
 use crate::auth::Denied;
-use crate::body::{Counted, ReadTimeout, ResponseBody, Tracked, local};
+use crate::body::{BodyStats, Counted, OnStall, ReadTimeout, ResponseBody, Tracked, local};
 use crate::config::has_dot_segment;
 use crate::diag::ErrorText;
 use crate::routes::{RouteEntry, upstream_path};
@@ -105,7 +104,8 @@ struct Record {
     uri: Uri,
     route: Option<Arc<RouteEntry>>,
     status: u16,
-    bytes_in: Arc<AtomicU64>,
+    /// The request body's bytes and failure, shared with the body sent upstream.
+    body: Arc<BodyStats>,
     access_log: bool,
     version: &'static str,
     /// Shares the request head's buffer; text only when a line is written.
@@ -150,14 +150,17 @@ pub async fn handle(
         uri: req.uri().clone(),
         route: None,
         status: 0,
-        bytes_in: Arc::new(AtomicU64::new(0)),
+        body: Arc::new(BodyStats::new(ctx.client_body_errors.clone())),
         access_log,
         version: version_text(req.version()),
         user_agent: req.headers().get(header::USER_AGENT).cloned(),
         request_id: request_id(req.headers(), &live.shared.provider),
         upstream_time: None,
     };
-    let result = forward(req, &ctx, &snap, &mut rec).await;
+    // Boxed: its state (the request head, the upstream call, timers) is most of a request's
+    // future, which hyper moves on every HTTP/2 stream spawn; one allocation costs less than
+    // those copies (BENCHMARKS.md §1).
+    let result = Box::pin(forward(req, &ctx, &snap, &mut rec)).await;
     if rec.upstream_time.is_some()
         && let Some(entry) = &rec.route
     {
@@ -194,8 +197,11 @@ pub async fn handle(
             resp
         }
     };
-    resp.headers_mut()
-        .insert(X_REQUEST_ID.clone(), rec.request_id.clone());
+    // A value unique to each request would only churn an HTTP/2 client's HPACK table (and
+    // cost an insert and eviction per response): marked never-indexed.
+    let mut id = rec.request_id.clone();
+    id.set_sensitive(true);
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
     rec.status = resp.status().as_u16();
     let elapsed = rec.start.elapsed().as_secs_f64();
     let code = resp.status();
@@ -234,13 +240,14 @@ async fn forward(
     if semantics::request_head_size(&parts) > limits.max_header_bytes {
         return Err(Refusal::HeadTooLarge);
     }
-    let host_value = semantics::client_authority(&parts).map_err(|e| match e {
-        BadRequest::NoHost => Refusal::NoHost,
-        BadRequest::InvalidHost => Refusal::InvalidHost,
-    })?;
-    // Validated above; kept as a header value for X-Forwarded-Host and the access log.
-    rec.host = HeaderValue::from_str(&host_value).map_err(|_| Refusal::InvalidHost)?;
-    let host = lowercase(host_only(&host_value));
+    let (host_value, client_authority) =
+        semantics::client_authority(&parts).map_err(|e| match e {
+            BadRequest::NoHost => Refusal::NoHost,
+            BadRequest::InvalidHost => Refusal::InvalidHost,
+        })?;
+    // Kept as a header value for X-Forwarded-Host and the access log.
+    rec.host = host_value;
+    let host = lowercase(host_only(client_authority.as_str()));
     let host = &*host;
     if has_dot_segment(parts.uri.path()) {
         return Err(Refusal::DotSegments);
@@ -294,16 +301,9 @@ async fn forward(
     // the url's host (the
     // provider's name, for virtual hosting and CDNs).
     let authority = if route.preserve_host {
-        host_value
-            .parse::<http::uri::Authority>()
-            .map_err(|_| Refusal::InvalidHost)?
+        client_authority
     } else {
-        route
-            .host_header
-            .as_ref()
-            .or(up.host_header.as_ref())
-            .cloned()
-            .unwrap_or_else(|| up.authority.clone())
+        entry.authority.clone()
     };
     parts.uri = Uri::builder()
         .scheme(if up.tls { "https" } else { "http" })
@@ -315,9 +315,13 @@ async fn forward(
     parts.version = Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::set_forwarded(&mut parts.headers, &ctx.forwarded_for, &rec.host);
-    // Host comes from the URI authority above; a Host beside HTTP/2's :authority is a
-    // duplicate to some servers (nginx < 1.25: 400).
-    parts.headers.remove(header::HOST);
+    // Host comes from the URI authority above (hyper-util writes it for HTTP/1.1 upstreams);
+    // a Host beside HTTP/2's :authority is a duplicate to some servers (nginx < 1.25: 400).
+    // Plain-HTTP upstreams get the value made when the snapshot was built.
+    match &entry.h1_host {
+        Some(h) if !route.preserve_host => parts.headers.insert(header::HOST, h.clone()),
+        _ => parts.headers.remove(header::HOST),
+    };
     parts
         .headers
         .insert(X_REQUEST_ID.clone(), rec.request_id.clone());
@@ -325,25 +329,13 @@ async fn forward(
     if let Some(auth) = auth {
         auth.apply(&mut parts.headers).map_err(Refusal::Auth)?;
     }
-    let client_failed = Arc::new(AtomicBool::new(false));
-    let on_failure = {
-        let flag = client_failed.clone();
-        let counter = ctx.client_body_errors.clone();
-        Box::new(move || {
-            flag.store(true, Ordering::Relaxed);
-            counter.inc();
-        })
-    };
-    let req = Request::from_parts(
-        parts,
-        Either::Left(Counted::new(body, rec.bytes_in.clone()).on_failure(on_failure)),
-    );
+    let req = Request::from_parts(parts, Either::Left(Counted::new(body, rec.body.clone())));
     let sent = Instant::now();
     let result = tokio::time::timeout(route.timeout, upstream.send(req)).await;
     rec.upstream_time = Some(sent.elapsed());
     let resp = match result {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) if client_failed.load(Ordering::Relaxed) => {
+        Ok(Err(e)) if rec.body.failed() => {
             tracing::debug!(upstream = %up.name, cause = %ErrorText(&e), "client request body failed");
             return Err(Refusal::ClientBody);
         }
@@ -363,17 +355,16 @@ async fn forward(
     }
     headers::strip_hop_by_hop(&mut parts.headers);
     response_headers::apply(&route.response_headers, &mut parts.headers);
-    // The entry (shared) counts the stall and names the upstream: no lookup or copy per request.
-    let entry = entry.clone();
-    let limit = limits.upstream_read_timeout;
-    let on_stall = Box::new(move || {
-        entry.count_stall();
-        tracing::warn!(upstream = %entry.upstream.config.name, timeout_ms = crate::diag::ms(limit), "upstream response body stalled; cut");
-    });
+    // The entry (shared) counts the stall and names the upstream: no allocation per request.
+    let on_stall: Arc<dyn OnStall> = entry.clone();
     Ok(Response::from_parts(
         parts,
         Tracked::new(
-            Either::Left(ReadTimeout::new(body, limit, Some(on_stall))),
+            Either::Left(ReadTimeout::new(
+                body,
+                limits.upstream_read_timeout,
+                Some(on_stall),
+            )),
             None,
         ),
     ))
@@ -408,7 +399,7 @@ fn finish(rec: Record, bytes_out: u64) {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-"),
         request_id = rec.request_id.to_str().unwrap_or("-"),
-        bytes_in = rec.bytes_in.load(Ordering::Relaxed),
+        bytes_in = rec.body.bytes(),
         bytes_out,
         "request"
     );

@@ -4,22 +4,21 @@
 //! Kept apart from the request-side rewriting in `headers` so each side has one job.
 
 use http::header::{HeaderMap, HeaderName};
+use smallvec::SmallVec;
 
 use crate::config::ResponseHeaders;
 
 /// Removes the route's listed headers, then sets its added ones (replacing upstream values).
-/// Walks the response's few headers rather than the list of ~70, and allocates only when
-/// something is to go.
+/// One pass over the response's few headers rather than the list of ~70; the names to remove
+/// are gathered on the stack.
 pub fn apply(policy: &ResponseHeaders, headers: &mut HeaderMap) {
-    if headers.keys().any(|k| policy.removes(k)) {
-        let doomed: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| policy.removes(k))
-            .cloned()
-            .collect();
-        for name in doomed {
-            headers.remove(name);
-        }
+    let doomed: SmallVec<[HeaderName; 4]> = headers
+        .keys()
+        .filter(|k| policy.removes(k))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
     }
     for (name, value) in &policy.add {
         headers.insert(name.clone(), value.clone());

@@ -37,37 +37,43 @@ impl BadResponse {
     }
 }
 
-/// The authority the client addressed, as sent (host and optional port). HTTP/1.1 needs
+/// The authority the client addressed, as sent (host and optional port): as a header value
+/// (for X-Forwarded-Host, the access log and `preserve_host`) and parsed. HTTP/1.1 needs
 /// exactly one Host field even with an absolute-form target (RFC 9112 §3.2); HTTP/2 takes
-/// `:authority`, else Host.
-pub fn client_authority(parts: &request::Parts) -> Result<String, BadRequest> {
+/// `:authority`, else Host. An HTTP/1.1 Host value is shared with the request head, not copied.
+pub fn client_authority(parts: &request::Parts) -> Result<(HeaderValue, Authority), BadRequest> {
     let mut hosts = parts.headers.get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
         return Err(BadRequest::InvalidHost);
     }
-    let value = match (parts.version, parts.uri.authority(), host) {
-        (Version::HTTP_2, Some(a), _) => a.as_str(),
+    let (value, authority) = match (parts.version, parts.uri.authority(), host) {
         // An absolute-form target names the authority; Host is still required (and ignored).
-        (_, Some(a), Some(_)) => a.as_str(),
-        (_, _, Some(h)) => h.to_str().map_err(|_| BadRequest::InvalidHost)?,
+        (Version::HTTP_2, Some(a), _) | (_, Some(a), Some(_)) => (
+            HeaderValue::from_str(a.as_str()).map_err(|_| BadRequest::InvalidHost)?,
+            a.clone(),
+        ),
+        (_, _, Some(h)) => (
+            h.clone(),
+            Authority::try_from(h.as_bytes()).map_err(|_| BadRequest::InvalidHost)?,
+        ),
         (Version::HTTP_2 | Version::HTTP_3, None, None) | (_, _, None) => {
             return Err(BadRequest::NoHost);
         }
     };
-    valid_authority(value)
-        .then(|| value.to_string())
-        .ok_or(BadRequest::InvalidHost)
+    if valid_authority(&authority) {
+        Ok((value, authority))
+    } else {
+        Err(BadRequest::InvalidHost)
+    }
 }
 
 /// A Host value that names one host: no userinfo, no list, no spaces, a numeric port.
-fn valid_authority(v: &str) -> bool {
+fn valid_authority(a: &Authority) -> bool {
+    let v = a.as_str();
     if v.is_empty() || v.contains(['@', ',', ' ', '\t']) {
         return false;
     }
-    let Ok(a) = v.parse::<Authority>() else {
-        return false;
-    };
     // `Authority` accepts a port it cannot read ("a.com:x"); a Host port is digits.
     let after_host = match v.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
@@ -80,7 +86,7 @@ fn valid_authority(v: &str) -> bool {
         || after_host
             .strip_prefix(':')
             .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    !a.host().is_empty() && port_ok
+    port_ok && v.len() > after_host.len()
 }
 
 /// The size of a request head as the limit counts it: the bytes of an HTTP/1.1 head (request
@@ -104,10 +110,18 @@ pub fn request_head_size(parts: &request::Parts) -> usize {
             + (10 + authority + 32);
         fields + 32 * n + pseudo
     } else {
-        let target = parts.uri.to_string().len();
+        let target = target_len(&parts.uri);
         let line = parts.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
         line + fields + 4 * n + 2
     }
+}
+
+/// The length of `uri` as written on a request line (its `Display`), without formatting it.
+fn target_len(uri: &http::Uri) -> usize {
+    uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path().len()
+        + uri.query().map_or(0, |q| q.len() + 1)
 }
 
 /// The size of a response head as HTTP/1.1 carries it.
@@ -174,7 +188,13 @@ mod tests {
 
     #[test]
     fn host_must_be_one_valid_authority() {
-        let ok = |h: &[&str]| client_authority(&req(Version::HTTP_11, "/", h));
+        let text = |r: Result<(HeaderValue, Authority), BadRequest>| {
+            r.map(|(v, a)| {
+                assert_eq!(v.as_bytes(), a.as_str().as_bytes());
+                a.as_str().to_string()
+            })
+        };
+        let ok = |h: &[&str]| text(client_authority(&req(Version::HTTP_11, "/", h)));
         assert_eq!(
             ok(&["api.example.com:8443"]).as_deref(),
             Ok("api.example.com:8443")
@@ -193,12 +213,30 @@ mod tests {
         }
         assert_eq!(ok(&["a.com", "a.com"]), Err(BadRequest::InvalidHost));
         let h2 = req(Version::HTTP_2, "https://api.example.com/x", &[]);
-        assert_eq!(client_authority(&h2).as_deref(), Ok("api.example.com"));
-        let absolute = req(Version::HTTP_11, "https://api.example.com/x", &["other"]);
         assert_eq!(
-            client_authority(&absolute).as_deref(),
+            text(client_authority(&h2)).as_deref(),
             Ok("api.example.com")
         );
+        let absolute = req(Version::HTTP_11, "https://api.example.com/x", &["other"]);
+        assert_eq!(
+            text(client_authority(&absolute)).as_deref(),
+            Ok("api.example.com")
+        );
+    }
+
+    #[test]
+    fn a_target_is_counted_as_written() {
+        for uri in [
+            "/",
+            "/a/b?x=1&y",
+            "*",
+            "https://api.example.com:8443/p?q",
+            "http://h/",
+            "api.example.com:443",
+        ] {
+            let u: http::Uri = uri.parse().expect("uri");
+            assert_eq!(target_len(&u), u.to_string().len(), "{uri}");
+        }
     }
 
     #[test]
