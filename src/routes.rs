@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use http::StatusCode;
-use http::header::HeaderValue;
 use http::uri::Authority;
 use prometheus::{Histogram, IntCounter, IntCounterVec};
 
@@ -33,10 +32,6 @@ pub struct RouteEntry {
     /// Whom requests are addressed to without `preserve_host`: the route's `host_header`, else
     /// the upstream's, else its url's authority.
     pub authority: Authority,
-    /// For a plain-HTTP upstream (always HTTP/1.1), the Host header made from `authority` as
-    /// hyper-util would make it (the port only when not 80): once here instead of formatted
-    /// per request. `None` for TLS upstreams, where ALPN may pick HTTP/2 and `:authority`.
-    pub h1_host: Option<HeaderValue>,
 }
 
 impl RouteEntry {
@@ -63,17 +58,8 @@ impl RouteEntry {
             .or(up.host_header.as_ref())
             .cloned()
             .unwrap_or_else(|| up.authority.clone());
-        let h1_host = (!up.tls)
-            .then(|| match authority.port_u16() {
-                Some(port) if port != 80 => {
-                    HeaderValue::from_str(&format!("{}:{port}", authority.host()))
-                }
-                _ => HeaderValue::from_str(authority.host()),
-            })
-            .and_then(Result::ok);
         RouteEntry {
             authority,
-            h1_host,
             route,
             upstream,
             auth,

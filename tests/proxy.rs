@@ -621,6 +621,8 @@ mod hardening;
 mod okhttp;
 #[path = "proxy/oncall.rs"]
 mod oncall;
+#[path = "proxy/pool.rs"]
+mod pool;
 #[path = "proxy/proxy_protocol.rs"]
 mod proxy_protocol;
 #[path = "proxy/response_headers.rs"]

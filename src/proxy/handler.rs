@@ -315,13 +315,9 @@ async fn forward(
     parts.version = Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::set_forwarded(&mut parts.headers, &ctx.forwarded_for, &rec.host);
-    // Host comes from the URI authority above (hyper-util writes it for HTTP/1.1 upstreams);
-    // a Host beside HTTP/2's :authority is a duplicate to some servers (nginx < 1.25: 400).
-    // Plain-HTTP upstreams get the value made when the snapshot was built.
-    match &entry.h1_host {
-        Some(h) if !route.preserve_host => parts.headers.insert(header::HOST, h.clone()),
-        _ => parts.headers.remove(header::HOST),
-    };
+    // Host comes from the URI authority above (the upstream pool writes it for HTTP/1.1); a
+    // Host beside HTTP/2's :authority is a duplicate to some servers (nginx < 1.25: 400).
+    parts.headers.remove(header::HOST);
     parts
         .headers
         .insert(X_REQUEST_ID.clone(), rec.request_id.clone());

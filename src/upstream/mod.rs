@@ -7,13 +7,14 @@
 //! have reached the upstream is never repeated.
 
 mod connect;
+mod pool;
 
 use std::sync::Arc;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
-use hyper_util::client::legacy::Client;
+use hyper::client::conn::{http1, http2};
+use hyper_rustls::FixedServerNameResolver;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
@@ -23,6 +24,8 @@ use crate::config::{Limits, Upstream};
 use crate::diag::error_chain;
 use crate::tls::{UpstreamObserver, UpstreamTls, is_pin_mismatch};
 use connect::FixedDestination;
+use pool::Pool;
+pub use pool::SendError;
 
 pub use crate::body::RequestBody as ProxyBody;
 
@@ -31,7 +34,7 @@ pub use crate::body::RequestBody as ProxyBody;
 pub struct UpstreamClient {
     pub config: Upstream,
     pub observer: Arc<UpstreamObserver>,
-    client: Client<FixedDestination<HttpsConnector<HttpConnector>>, ProxyBody>,
+    pool: Pool,
 }
 
 /// Why a request to an upstream failed; the `kind` label of `pinproxy_upstream_errors_total`.
@@ -62,7 +65,7 @@ pub struct UpstreamError {
     pub upstream: String,
     pub kind: ErrorKind,
     #[source]
-    pub source: hyper_util::client::legacy::Error,
+    pub source: SendError,
 }
 
 impl UpstreamClient {
@@ -95,31 +98,32 @@ impl UpstreamClient {
             None => builder,
         };
         let connector = builder.enable_http1().enable_http2().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(limits.upstream_idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            // Only requests hyper hands back unwritten are retried (never-sent, provably).
-            .retry_canceled_requests(true)
-            // hyper's read buffer bounds an HTTP/1 response head (and the memory one
-            // connection buffers); the exact limit is checked on the parsed head.
-            .http1_max_buf_size(limits.max_response_header_bytes.max(8192) + HEAD_SLACK)
-            .http2_max_header_list_size(
-                u32::try_from(limits.max_response_header_bytes.saturating_mul(2))
-                    .unwrap_or(u32::MAX),
-            )
-            .build(FixedDestination::new(connector, config));
+        let mut h1 = http1::Builder::new();
+        // hyper's read buffer bounds an HTTP/1 response head (and the memory one connection
+        // buffers); the exact limit is checked on the parsed head.
+        h1.max_buf_size(limits.max_response_header_bytes.max(8192) + HEAD_SLACK);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new()).max_header_list_size(
+            u32::try_from(limits.max_response_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
+        );
+        let pool = Pool::new(
+            FixedDestination::new(connector, config),
+            h1,
+            h2,
+            limits.upstream_idle_timeout,
+            config.tls,
+        );
         Ok(UpstreamClient {
             config: config.clone(),
             observer,
-            client,
+            pool,
         })
     }
 
     /// Sends `req`. Requests are addressed to `config.authority`, or to the client's host with
     /// `preserve_host`: either way the connection goes to the configured upstream.
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
-        let result = self.client.request(req).await.map_err(|e| self.error(e));
+        let result = self.pool.send(req).await.map_err(|e| self.error(e));
         if result.is_ok() {
             // Keeps the upstream's verified path current while pooled connections carry the traffic.
             self.observer.touch();
@@ -127,7 +131,7 @@ impl UpstreamClient {
         result
     }
 
-    fn error(&self, source: hyper_util::client::legacy::Error) -> UpstreamError {
+    fn error(&self, source: SendError) -> UpstreamError {
         UpstreamError {
             upstream: self.config.name.clone(),
             kind: classify(&source),
@@ -136,7 +140,7 @@ impl UpstreamClient {
     }
 }
 
-fn classify(e: &hyper_util::client::legacy::Error) -> ErrorKind {
+fn classify(e: &SendError) -> ErrorKind {
     if is_pin_mismatch(e) {
         return ErrorKind::Pin;
     }
@@ -153,10 +157,9 @@ fn classify(e: &hyper_util::client::legacy::Error) -> ErrorKind {
     }) {
         return ErrorKind::Timeout;
     }
-    if e.is_connect() {
-        ErrorKind::Connect
-    } else {
-        ErrorKind::Protocol
+    match e {
+        SendError::Connect(_) => ErrorKind::Connect,
+        SendError::Handshake(_) | SendError::Request(_) => ErrorKind::Protocol,
     }
 }
 

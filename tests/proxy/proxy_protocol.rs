@@ -171,6 +171,14 @@ async fn haproxy_send_proxy_v2_gives_the_client_address_to_x_forwarded_for_and_t
     if !have_tool("haproxy") {
         return;
     }
+    // tracing caches each callsite's interest process-wide, computed by the first thread to
+    // reach it: a sibling test's thread without a subscriber would cache the access log's
+    // line as "never" and blind the scoped subscriber below. A global subscriber (that keeps
+    // nothing) means no thread registers a callsite against "no subscriber".
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
     let log = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(log.clone())
