@@ -17,6 +17,27 @@ static HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
+/// The lengths of the names in `HOP_BY_HOP` and of `te`, as bits.
+const HOP_LENGTHS: u32 = {
+    let names = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+    ];
+    let mut bits = 0u32;
+    let mut i = 0;
+    while i < names.len() {
+        bits |= 1 << names[i].len();
+        i += 1;
+    }
+    bits
+};
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -30,6 +51,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // or only `Connection`) instead of a hash lookup per listed name.
     let mut present = 0u16;
     for name in headers.keys() {
+        // Most names are ruled out by their length alone.
+        let len = name.as_str().len();
+        if len >= 32 || HOP_LENGTHS & (1 << len) == 0 {
+            continue;
+        }
         if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
             present |= 1 << i;
         } else if name == header::TE {
@@ -110,6 +136,13 @@ impl From<IpHeader> for HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_length_filter_lets_every_hop_by_hop_name_through() {
+        for name in HOP_BY_HOP.iter().chain([&header::TE]) {
+            assert_ne!(HOP_LENGTHS & (1 << name.as_str().len()), 0, "{name}");
+        }
+    }
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_go_te_trailers_stays() {
