@@ -13,6 +13,7 @@ mod proxy_protocol;
 mod request_id;
 mod response_headers;
 mod semantics;
+mod streams;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::AlertDescription;
 use rustls::server::Acceptor;
@@ -186,7 +187,8 @@ async fn serve_connection(
         let live = live.clone();
         service_fn(move |req| handler::handle(req, ctx.clone(), live.clone()))
     };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let exec = streams::StreamExec::default();
+    let mut builder = auto::Builder::new(exec.clone());
     if http2 {
         builder = builder.http2_only();
         builder
@@ -219,7 +221,7 @@ async fn serve_connection(
             .max_buf_size(limits.max_header_bytes.max(8192) + HEAD_SLACK)
             .keep_alive(true);
     }
-    let conn = builder.serve_connection(io, service);
+    let conn = streams::WithStreams::new(builder.serve_connection(io, service), &exec);
     tokio::pin!(conn);
     let tick = (limits
         .header_read_timeout
@@ -231,7 +233,7 @@ async fn serve_connection(
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing = *shutdown.borrow();
     if closing {
-        conn.as_mut().graceful_shutdown();
+        conn.as_mut().conn().graceful_shutdown();
     }
     loop {
         tokio::select! {
@@ -256,7 +258,7 @@ async fn serve_connection(
                 Verdict::Idle if !closing => {
                     closing = true;
                     tracing::debug!("idle timeout");
-                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().conn().graceful_shutdown();
                 }
                 Verdict::Idle => {}
                 Verdict::HeadTimeout => {
@@ -266,7 +268,7 @@ async fn serve_connection(
             },
             _ = shutdown.changed(), if !closing => {
                 closing = true;
-                conn.as_mut().graceful_shutdown();
+                conn.as_mut().conn().graceful_shutdown();
             }
         }
     }
