@@ -118,10 +118,18 @@ impl Pool {
         let Some(authority) = uri.authority().cloned() else {
             return Err(SendError::Connect("request without an authority".into()));
         };
-        // Idle connections first; one found closed hands the request back unsent.
+        // Idle connections first; one found closed hands the request back unsent. A handed-back
+        // HTTP/1.1 connection is already out of the pool; an HTTP/2 one (closing after a
+        // GOAWAY, say) is taken out so the next attempt does not pick it again.
         while let Some((conn, host)) = self.checkout(&authority) {
             let sent = match conn {
-                Conn::H2(tx) => send_h2(tx, req).await,
+                Conn::H2(tx) => {
+                    let sent = send_h2(tx, req).await;
+                    if matches!(sent, Err(Unsent::Returned(_))) {
+                        self.forget_h2(&authority);
+                    }
+                    sent
+                }
                 Conn::H1(tx) => self.send_h1(tx, req, &authority, host).await,
             };
             req = match sent {
@@ -247,6 +255,12 @@ impl Pool {
                 }
             });
             Ok(Conn::H1(tx))
+        }
+    }
+
+    fn forget_h2(&self, authority: &Authority) {
+        if let Some(bucket) = lock(&self.shared).get_mut(authority) {
+            bucket.h2 = None;
         }
     }
 
