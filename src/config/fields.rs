@@ -23,12 +23,9 @@ impl Validator<'_> {
             return self.host_header_value(&format!("{at}.host_header"), h);
         }
         let name = u.server_name.as_ref()?;
-        let default_port = if tls { 443 } else { 80 };
-        let text = match authority.port_u16() {
-            Some(p) if p != default_port => format!("{name}:{p}"),
-            _ => name.clone(),
-        };
-        text.parse().ok()
+        super::host_with_port(name, authority.port_u16(), tls)
+            .parse()
+            .ok()
     }
 
     pub(super) fn app_version(

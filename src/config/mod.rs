@@ -301,6 +301,15 @@ fn one_line(msg: &str) -> String {
     out
 }
 
+/// `host` as a Host header names it: with `:port` only when the port is not the scheme's
+/// default (80, or 443 with `tls`).
+pub fn host_with_port(host: &str, port: Option<u16>, tls: bool) -> String {
+    match port {
+        Some(p) if p != if tls { 443 } else { 80 } => format!("{host}:{p}"),
+        _ => host.to_string(),
+    }
+}
+
 /// `.` or `..` as a segment, also percent-encoded (`%2e`).
 pub fn has_dot_segment(path: &str) -> bool {
     // Runs on every request: compares in place instead of building decoded copies.

@@ -7,32 +7,34 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 // `Trailer` is end-to-end (RFC 9110 §6.6.2): hyper sends an HTTP/1.1 client only the
 // trailer fields a response's `Trailer` declares, so it must pass.
-static HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
+/// Hop-by-hop names (RFC 9110 §7.6.1), spelled once for both the names and their lengths.
+const HOP_NAMES: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "transfer-encoding",
+    "upgrade",
 ];
 
-/// The lengths of the names in `HOP_BY_HOP` and of `te`, as bits.
+static HOP_BY_HOP: [HeaderName; 7] = [
+    HeaderName::from_static(HOP_NAMES[0]),
+    HeaderName::from_static(HOP_NAMES[1]),
+    HeaderName::from_static(HOP_NAMES[2]),
+    HeaderName::from_static(HOP_NAMES[3]),
+    HeaderName::from_static(HOP_NAMES[4]),
+    HeaderName::from_static(HOP_NAMES[5]),
+    HeaderName::from_static(HOP_NAMES[6]),
+];
+
+/// The lengths of the hop-by-hop names and of `te`, as bits: most names are ruled out by
+/// their length alone.
 const HOP_LENGTHS: u32 = {
-    let names = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "transfer-encoding",
-        "upgrade",
-        "te",
-    ];
-    let mut bits = 0u32;
+    let mut bits = 1 << "te".len();
     let mut i = 0;
-    while i < names.len() {
-        bits |= 1 << names[i].len();
+    while i < HOP_NAMES.len() {
+        bits |= 1 << HOP_NAMES[i].len();
         i += 1;
     }
     bits

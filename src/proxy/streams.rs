@@ -15,6 +15,8 @@ use futures_util::FutureExt as _;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use futures_util::task::AtomicWaker;
 
+use crate::sync::lock;
+
 type Stream = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The executor hyper hands a connection's streams to; they run in [`WithStreams`].
@@ -34,12 +36,8 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     fn execute(&self, fut: F) {
-        self.0
-            .new
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            // As with a task per stream, a panic ends its own stream, not the connection's others.
-            .push(Box::pin(AssertUnwindSafe(fut).catch_unwind().map(drop)));
+        // As with a task per stream, a panic ends its own stream, not the connection's others.
+        lock(&self.0.new).push(Box::pin(AssertUnwindSafe(fut).catch_unwind().map(drop)));
         self.0.pending.store(true, Ordering::Release);
         self.0.waker.wake();
     }
@@ -86,13 +84,7 @@ impl<C: Future> Future for WithStreams<C> {
             }
             let started = this.queue.pending.swap(false, Ordering::Acquire);
             if started {
-                let new = std::mem::take(
-                    &mut *this
-                        .queue
-                        .new
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner),
-                );
+                let new = std::mem::take(&mut *lock(&this.queue.new));
                 this.streams.extend(new);
             }
             // Until every stream is waiting (FuturesUnordered yields on its own after a while).

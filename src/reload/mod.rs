@@ -18,6 +18,7 @@ use crate::files::Files;
 use crate::logfmt::LogList;
 use crate::metrics::Metrics;
 use crate::snapshot::{self, Live, Snapshot, unix_now};
+use crate::sync::lock;
 
 pub use watch::{Trigger, dirs_to_watch, watch_dirs, watch_files};
 
@@ -465,9 +466,4 @@ pub fn inputs(snap: &Snapshot) -> Vec<PathBuf> {
 /// Problems of a failed first load, for the start-up error.
 pub fn describe(problems: &Problems) -> String {
     problems.errors().map(|p| format!("  - {p}\n")).collect()
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A poisoned lock only means a reload panicked mid-update; the values are plain data.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

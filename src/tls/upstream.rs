@@ -104,8 +104,7 @@ impl UpstreamObserver {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ObserverState> {
-        // A poisoned lock only means another handshake panicked mid-update; the data is plain.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     fn observe(&self, path: Vec<ObservedCert>) {

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use foldhash::fast::RandomState;
@@ -29,6 +29,7 @@ use tower_service::Service;
 
 use super::ProxyBody;
 use super::connect::FixedDestination;
+use crate::sync::lock;
 
 pub(super) type Connector = FixedDestination<HttpsConnector<HttpConnector>>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -64,8 +65,8 @@ struct Shared {
     buckets: Mutex<HashMap<Authority, Bucket, RandomState>>,
     /// Whether the task that closes connections idle past the timeout runs.
     sweeping: AtomicBool,
-    /// The scheme's default port, which a Host header leaves out.
-    default_port: u16,
+    /// Whether the upstream speaks TLS: its scheme's default port is left out of Host headers.
+    tls: bool,
 }
 
 struct Bucket {
@@ -103,7 +104,7 @@ impl Pool {
             shared: Arc::new(Shared {
                 buckets: Mutex::default(),
                 sweeping: AtomicBool::new(false),
-                default_port: if tls { 443 } else { 80 },
+                tls,
             }),
         }
     }
@@ -205,7 +206,7 @@ impl Pool {
     }
 
     fn checkout(&self, authority: &Authority) -> Option<(Conn, HeaderValue)> {
-        let mut buckets = lock(&self.shared);
+        let mut buckets = lock(&self.shared.buckets);
         let bucket = buckets.get_mut(authority)?;
         let now = Instant::now();
         if let Some((tx, used)) = &mut bucket.h2 {
@@ -239,10 +240,10 @@ impl Pool {
                 }
             });
             tx.ready().await.map_err(SendError::Handshake)?;
-            let mut buckets = lock(&self.shared);
+            let mut buckets = lock(&self.shared.buckets);
             let bucket = buckets
                 .entry(authority.clone())
-                .or_insert_with(|| Bucket::new(authority, self.shared.default_port));
+                .or_insert_with(|| Bucket::new(authority, self.shared.tls));
             bucket.h2 = Some((tx.clone(), Instant::now()));
             drop(buckets);
             start_sweeper(&self.shared, self.idle_timeout);
@@ -259,15 +260,15 @@ impl Pool {
     }
 
     fn forget_h2(&self, authority: &Authority) {
-        if let Some(bucket) = lock(&self.shared).get_mut(authority) {
+        if let Some(bucket) = lock(&self.shared.buckets).get_mut(authority) {
             bucket.h2 = None;
         }
     }
 
     fn host_for(&self, authority: &Authority) -> HeaderValue {
-        match lock(&self.shared).get(authority) {
+        match lock(&self.shared.buckets).get(authority) {
             Some(b) => b.host.clone(),
-            None => host_header(authority, self.shared.default_port),
+            None => host_header(authority, self.shared.tls),
         }
     }
 }
@@ -294,9 +295,9 @@ async fn send_h2(
 }
 
 impl Bucket {
-    fn new(authority: &Authority, default_port: u16) -> Self {
+    fn new(authority: &Authority, tls: bool) -> Self {
         Bucket {
-            host: host_header(authority, default_port),
+            host: host_header(authority, tls),
             idle: Vec::new(),
             h2: None,
         }
@@ -309,12 +310,12 @@ fn put(
     tx: http1::SendRequest<ProxyBody>,
     timeout: Duration,
 ) {
-    let mut buckets = lock(shared);
+    let mut buckets = lock(&shared.buckets);
     let bucket = match buckets.get_mut(authority) {
         Some(b) => b,
         None => buckets
             .entry(authority.clone())
-            .or_insert_with(|| Bucket::new(authority, shared.default_port)),
+            .or_insert_with(|| Bucket::new(authority, shared.tls)),
     };
     bucket.idle.push(Idle {
         tx,
@@ -341,7 +342,7 @@ fn start_sweeper(shared: &Arc<Shared>, timeout: Duration) {
                 return;
             };
             let now = Instant::now();
-            lock(&shared).retain(|_, b| {
+            lock(&shared.buckets).retain(|_, b| {
                 b.idle
                     .retain(|i| !i.tx.is_closed() && now.duration_since(i.since) < timeout);
                 if b.h2.as_ref().is_some_and(|(tx, used)| {
@@ -355,25 +356,11 @@ fn start_sweeper(shared: &Arc<Shared>, timeout: Duration) {
     });
 }
 
-fn lock(shared: &Shared) -> MutexGuard<'_, HashMap<Authority, Bucket, RandomState>> {
-    // A panic while holding the lock leaves the map consistent (every change is one call).
-    shared
-        .buckets
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The Host header for `authority`, as HTTP/1.1 clients write it: the port only when it is not
-/// the scheme's default.
-fn host_header(authority: &Authority, default_port: u16) -> HeaderValue {
-    let value = match authority.port_u16() {
-        Some(port) if port != default_port => {
-            HeaderValue::from_str(&format!("{}:{port}", authority.host()))
-        }
-        _ => HeaderValue::from_str(authority.host()),
-    };
+/// The Host header for `authority`, as HTTP/1.1 clients write it.
+fn host_header(authority: &Authority, tls: bool) -> HeaderValue {
+    let text = crate::config::host_with_port(authority.host(), authority.port_u16(), tls);
     // An `Authority` holds only characters a header value allows.
-    value.unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The request target as HTTP/1.1 sends it to an origin: path and query only.
