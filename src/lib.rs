@@ -7,9 +7,10 @@
 //! - L2 [`upstream`], [`tool`], [`adoption`]: pooled upstream clients; pin computation and keygen;
 //!   requests counted per pin set their app version ships
 //! - L3 [`snapshot`], [`routes`]: everything one config generation needs to serve, built whole
-//! - L4 [`proxy`], [`admin`], [`reload`], [`expiry`], [`inventory`], [`probe`], [`status_page`], [`check`], [`running`]:
-//!   readers of the current snapshot; `running` asks a running proxy for its figures
-//! - L5 [`run`]: wiring, start-up and shutdown; [`service`]: systemd notify and the health probe
+//! - L4 [`proxy`], [`admin`] (with its status page), [`reload`], [`expiry`], [`inventory`],
+//!   [`check`] (with `probe`, `remote` — what the CLI asks a running proxy —, `service` —
+//!   systemd notify and the health probe — and `key_mode`): readers of the current snapshot
+//! - L5 [`run`]: wiring, start-up and shutdown
 
 pub mod admin;
 pub mod adoption;
@@ -26,15 +27,11 @@ pub mod inventory;
 pub mod logfmt;
 pub mod metrics;
 pub mod pin;
-pub mod probe;
 pub mod proxy;
 pub mod reload;
 pub mod routes;
 pub mod run;
-pub mod running;
-pub mod service;
 pub mod snapshot;
-pub mod status_page;
 pub mod sync;
 pub mod tls;
 pub mod tool;

@@ -8,9 +8,9 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use tokio::signal::unix::{SignalKind, signal};
 
+use pinproxy::check::service;
 use pinproxy::cli::{Cli, Command};
 use pinproxy::config::LogFormat;
-use pinproxy::service;
 
 // glibc's malloc showed up at ~15% of a request's CPU time in profiles; mimalloc halves that.
 #[global_allocator]

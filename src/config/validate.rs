@@ -511,7 +511,7 @@ impl Validator<'_> {
                     format!("no [auth.{a}] section"),
                 );
             }
-            let response_headers = super::response_headers::resolve(
+            let response_headers = super::header_policy::resolve(
                 r.response_headers,
                 self.file,
                 &at,

@@ -4,7 +4,7 @@
 //! proxy serves for it) and returns the text plus warnings for the operator, or refuses when the
 //! result would make apps reject the proxy. A wrong encoding bricks an app, so the literals here
 //! are fixed and covered by golden tests. This module reads no files and knows no config: the
-//! caller (`tool::export`) gathers the served chains.
+//! caller (`tool::export_cmd`) gathers the served chains.
 
 mod text;
 mod xml;

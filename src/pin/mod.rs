@@ -5,8 +5,8 @@
 //! knows about sockets, listeners or TLS configurations.
 
 mod appfile;
-mod file;
 mod material;
+mod set_file;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -17,11 +17,11 @@ use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
 pub use appfile::{AppFileError, AppFormat, AppPin, AppPins, read_app_pins};
-pub use file::{PIN_DIR, frozen_expiry_moves, load_pin_sets};
 pub(crate) use material::dns_name_matches;
 pub use material::{
     CertInfo, KeyAlgorithm, Material, MaterialError, cert_info, material_from_bytes,
 };
+pub use set_file::{PIN_DIR, frozen_expiry_moves, load_pin_sets};
 
 /// SHA-256 of a DER SubjectPublicKeyInfo.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -6,9 +6,9 @@
 //! outgoing connection `pin --connect` needs and writes keys; it never touches the proxy's
 //! runtime state (snapshots, listeners, reload).
 
+mod compute;
 mod connect;
-mod export;
-mod files;
+mod export_cmd;
 mod freeze;
 mod keygen;
 
@@ -28,7 +28,7 @@ pub fn pin_command(
 ) -> Result<(), ToolError> {
     match &args.connect {
         Some(target) => connect::pin_connect(target, args.servername.as_deref(), out),
-        None => files::pin_files(&args.files, out, err),
+        None => compute::pin_files(&args.files, out, err),
     }
 }
 
@@ -38,7 +38,7 @@ pub fn export_command(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), ToolError> {
-    export::export(args, out, err)
+    export_cmd::export(args, out, err)
 }
 
 /// `pinproxy keygen`: writes the key and CSR, prints the pin and a `[[pin]]` block. Nothing goes

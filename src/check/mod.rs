@@ -3,6 +3,9 @@
 //! dry-run handshake with every HTTPS upstream.
 
 mod key_mode;
+pub mod probe;
+pub mod remote;
+pub mod service;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -45,7 +48,7 @@ pub async fn check(config: &Path, probe: bool) -> Report {
             }
             write_inventory(&mut text, &inv);
             text.push_str(&pin_set_origins(&snap.config));
-            let adoption = crate::running::adoption_lines(&snap.config).await;
+            let adoption = crate::check::remote::adoption_lines(&snap.config).await;
             text.push_str(&adoption);
             let c = &snap.config;
             let _ = writeln!(
@@ -59,7 +62,7 @@ pub async fn check(config: &Path, probe: bool) -> Report {
             );
             let mut ok = true;
             if probe {
-                for r in crate::probe::probe_all(&snap, &shared).await {
+                for r in crate::check::probe::probe_all(&snap, &shared).await {
                     let verdict = if r.ok { "ok" } else { "FAILED" };
                     let _ = writeln!(text, "probe upstream {}: {verdict}: {}", r.upstream, r.text);
                     ok &= r.ok;

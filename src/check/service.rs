@@ -39,8 +39,8 @@ pub async fn probe(
     addr: SocketAddr,
     path: &str,
     timeout: Duration,
-) -> Result<u16, crate::running::AdminGetError> {
-    crate::running::admin_get(addr, path, timeout)
+) -> Result<u16, crate::check::remote::AdminGetError> {
+    crate::check::remote::admin_get(addr, path, timeout)
         .await
         .map(|(status, _)| status)
 }

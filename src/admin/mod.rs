@@ -3,6 +3,8 @@
 //!
 //! Reads the current snapshot and the shared state; changes nothing.
 
+pub mod status_page;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,7 +92,7 @@ fn route(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
         }
         "/" => {
             let inv = Inventory::of(&snap, &state.live.shared.metrics, unix_now());
-            let page = crate::status_page::render(&inv, &state.reload.view());
+            let page = crate::admin::status_page::render(&inv, &state.reload.view());
             let mut r = Response::new(Full::new(Bytes::from(page)));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
