@@ -246,3 +246,56 @@ async fn an_app_file_without_the_domain_or_with_a_bad_pin_is_refused_naming_file
         r.text
     );
 }
+
+#[test]
+fn hostile_app_files_are_refused_by_check_within_bounded_time_and_memory() {
+    if !have_tool("prlimit") {
+        return;
+    }
+    let s = TestProxy::new(
+        "[[route]]\npath_prefix = \"/\"\nupstream = \"b\"\n[upstream.b]\nurl = \"http://127.0.0.1:9\"\n",
+    );
+    s.dir.write(
+        "pins/app.toml",
+        "from = \"app/hostile.plist\"\ndomain = \"localhost\"\n",
+    );
+    let deep = |n: usize| {
+        format!(
+            "<plist>{}{}</plist>",
+            "<array>".repeat(n),
+            "</array>".repeat(n)
+        )
+    };
+    for (what, bytes, limit) in [
+        (
+            "50 000 deep",
+            deep(50_000).into_bytes(),
+            "64 levels of nesting",
+        ),
+        (
+            "1 000 000 deep",
+            deep(1_000_000).into_bytes(),
+            "1 MiB (1048576 bytes)",
+        ),
+    ] {
+        s.dir.write("app/hostile.plist", bytes);
+        let config = s.dir.config_path();
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new("prlimit")
+            .arg("--as=2147483648")
+            .arg(env!("CARGO_BIN_EXE_pinproxy"))
+            .args(["check", "-c"])
+            .arg(&config)
+            .output()
+            .expect("prlimit pinproxy check");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {text}");
+        assert!(
+            text.contains("app/hostile.plist")
+                && text.contains(&format!("over the app file limit of {limit}")),
+            "{what}: {text}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20), "{what}");
+    }
+}
