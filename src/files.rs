@@ -39,6 +39,43 @@ impl Files {
         Ok(data)
     }
 
+    /// As [`Files::read`], refusing (`FileTooLarge`) a file over `max` bytes before reading it
+    /// (and without reading more than `max + 1` bytes should it grow meanwhile).
+    pub fn read_at_most(&mut self, path: &Path, max: usize) -> std::io::Result<Arc<Vec<u8>>> {
+        use std::io::Read as _;
+        if let Some(data) = self.read.get(path) {
+            return Ok(data.clone());
+        }
+        let too_large = |len: u64| {
+            std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!("{len} bytes or more"),
+            )
+        };
+        let result = std::fs::File::open(path).and_then(|f| {
+            let len = f.metadata()?.len();
+            if len > max as u64 {
+                return Err(too_large(len));
+            }
+            let mut data = Vec::new();
+            f.take(max as u64 + 1).read_to_end(&mut data)?;
+            if data.len() > max {
+                return Err(too_large(data.len() as u64));
+            }
+            Ok(Arc::new(data))
+        });
+        match result {
+            Ok(data) => {
+                self.read.insert(path.to_path_buf(), data.clone());
+                Ok(data)
+            }
+            Err(e) => {
+                self.unreadable.insert(path.to_path_buf());
+                Err(e)
+            }
+        }
+    }
+
     /// Contents of a file already read in this build.
     pub fn get(&self, path: &Path) -> Option<&Arc<Vec<u8>>> {
         self.read.get(path)

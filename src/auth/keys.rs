@@ -96,6 +96,10 @@ impl KeySet {
                 ));
                 continue;
             }
+            can_verify(&jwk.algorithm).map_err(|what| KeyError::Jwk {
+                kid: label.clone(),
+                what,
+            })?;
             let key = DecodingKey::from_jwk(jwk).map_err(|e| KeyError::Jwk {
                 kid: label.clone(),
                 what: e.to_string(),
@@ -190,6 +194,81 @@ impl KeySet {
     }
 }
 
+/// RSA moduli this many bits long verify (the verifier takes 2048 to 8192 bits).
+const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
+
+/// Whether a JWK is a key that can verify a signature: an RSA modulus of 2048–8192 bits with
+/// an odd exponent above 1, an EC point of the curve's length that lies on the curve, an
+/// Ed25519 key. A key that fails here would only ever answer 401, so the file is refused.
+fn can_verify(params: &AlgorithmParameters) -> Result<(), String> {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519};
+    use aws_lc_rs::signature::{ParsedPublicKey, VerificationAlgorithm};
+    let b64 = |field: &str, v: &str| {
+        URL_SAFE_NO_PAD
+            .decode(v.trim_end_matches('='))
+            .map_err(|_| format!("`{field}` is not base64url"))
+    };
+    match params {
+        AlgorithmParameters::RSA(p) => {
+            let n = b64("n", &p.n)?;
+            let e = b64("e", &p.e)?;
+            let n = trim_zeros(&n);
+            let bits = n
+                .first()
+                .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
+            if !RSA_BITS.contains(&bits) {
+                return Err(format!(
+                    "the RSA modulus `n` is {bits} bits; keys of {} to {} bits are accepted",
+                    RSA_BITS.start(),
+                    RSA_BITS.end()
+                ));
+            }
+            let e = trim_zeros(&e);
+            if e.len() > 8 || e.last().is_none_or(|b| b & 1 == 0) || e == [1] {
+                return Err("the RSA exponent `e` is not an odd number above 1".into());
+            }
+            Ok(())
+        }
+        AlgorithmParameters::EllipticCurve(p) => {
+            let (alg, len): (&'static dyn VerificationAlgorithm, usize) = match p.curve {
+                EllipticCurve::P256 => (&ECDSA_P256_SHA256_FIXED, 32),
+                EllipticCurve::P384 => (&ECDSA_P384_SHA384_FIXED, 48),
+                _ => return Ok(()), // no configured algorithm fits it: left out with a note
+            };
+            let (x, y) = (b64("x", &p.x)?, b64("y", &p.y)?);
+            if x.len() != len || y.len() != len {
+                return Err(format!(
+                    "`x` and `y` are {} and {} bytes; {:?} needs {len} each",
+                    x.len(),
+                    y.len(),
+                    p.curve
+                ));
+            }
+            let point = [&[4u8][..], &x, &y].concat();
+            ParsedPublicKey::new(alg, point)
+                .map(drop)
+                .map_err(|_| format!("the point (`x`, `y`) is not on {:?}", p.curve))
+        }
+        AlgorithmParameters::OctetKeyPair(p) => {
+            if p.curve != EllipticCurve::Ed25519 {
+                return Err(format!(
+                    "crv {:?} cannot sign: EdDSA needs Ed25519",
+                    p.curve
+                ));
+            }
+            ParsedPublicKey::new(&ED25519, b64("x", &p.x)?)
+                .map(drop)
+                .map_err(|_| "`x` is not an Ed25519 public key".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn trim_zeros(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+    &b[start..]
+}
+
 /// ES256 is P-256 only and ES384 P-384 only (RFC 7518 §3.4).
 fn curve_fits(a: Algorithm, curve: Option<&EllipticCurve>) -> bool {
     match (a, curve) {
@@ -218,9 +297,14 @@ mod tests {
 
     #[test]
     fn an_rsa_jwk_never_verifies_hmac_and_a_named_alg_narrows_it() {
-        let jwks = br#"{"keys":[
-            {"kty":"RSA","kid":"r1","alg":"RS256","n":"sXch","e":"AQAB"},
-            {"kty":"RSA","kid":"enc","use":"enc","n":"sXch","e":"AQAB"}]}"#;
+        // A 2048-bit modulus: shorter ones are refused.
+        let n = URL_SAFE_NO_PAD.encode([0xc3u8; 256]);
+        let jwks = format!(
+            r#"{{"keys":[
+            {{"kty":"RSA","kid":"r1","alg":"RS256","n":"{n}","e":"AQAB"}},
+            {{"kty":"RSA","kid":"enc","use":"enc","n":"{n}","e":"AQAB"}}]}}"#
+        );
+        let jwks = jwks.as_bytes();
         let (set, notes) =
             KeySet::from_jwks(jwks, &[Algorithm::RS256, Algorithm::RS512]).expect("jwks");
         assert!(notes.is_empty(), "{notes:?}");
@@ -229,6 +313,48 @@ mod tests {
         assert!(set.find(Some("enc")).is_none() || set.keys.len() == 1);
         let err = KeySet::from_jwks(jwks, &[Algorithm::HS256]).expect_err("no hmac key");
         assert!(matches!(err, KeyError::NoUsableKey));
+    }
+
+    #[test]
+    fn degenerate_rsa_ec_and_ed_keys_are_refused_naming_their_kid() {
+        let refused = |jwk: &str, alg: Algorithm| {
+            let jwks = format!("{{\"keys\":[{jwk}]}}");
+            match KeySet::from_jwks(jwks.as_bytes(), &[alg]) {
+                Err(KeyError::Jwk { kid, what }) => format!("{kid}: {what}"),
+                other => panic!("{jwk}: {other:?}"),
+            }
+        };
+        let e = refused(
+            r#"{"kty":"RSA","kid":"tiny","n":"sQ","e":"AQAB"}"#,
+            Algorithm::RS256,
+        );
+        assert!(e.starts_with("tiny: the RSA modulus `n` is 8 bits"), "{e}");
+        let n = URL_SAFE_NO_PAD.encode([0xc3u8; 256]);
+        let e = refused(
+            &format!(r#"{{"kty":"RSA","kid":"e1","n":"{n}","e":"AQ"}}"#),
+            Algorithm::RS256,
+        );
+        assert!(e.contains("e1: the RSA exponent"), "{e}");
+        let x = URL_SAFE_NO_PAD.encode([1u8; 32]);
+        let e = refused(
+            &format!(r#"{{"kty":"EC","kid":"off","crv":"P-256","x":"{x}","y":"{x}"}}"#),
+            Algorithm::ES256,
+        );
+        assert!(e.contains("off: the point (`x`, `y`) is not on"), "{e}");
+        let short = URL_SAFE_NO_PAD.encode([1u8; 31]);
+        let e = refused(
+            &format!(r#"{{"kty":"EC","kid":"short","crv":"P-256","x":"{short}","y":"{x}"}}"#),
+            Algorithm::ES256,
+        );
+        assert!(e.contains("short: `x` and `y` are 31 and 32 bytes"), "{e}");
+        assert!(
+            KeySet::from_jwks(
+                format!(r#"{{"keys":[{{"kty":"RSA","kid":"ok","n":"{n}","e":"AQAB"}}]}}"#)
+                    .as_bytes(),
+                &[Algorithm::RS256]
+            )
+            .is_ok()
+        );
     }
 
     #[test]

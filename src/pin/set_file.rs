@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::appfile::read_app_pins;
+use super::appfile::{AppFileLimit, MAX_APP_FILE_BYTES, read_app_pins};
 use super::{AppOrigin, Pin, PinEntry, PinKind, PinMode, PinSet};
 use crate::diag::{Kind, Problem, Problems};
 use crate::files::Files;
@@ -187,8 +187,20 @@ fn load_one(
             }
             let app_file = base.join(rel);
             let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-            let data = match files.read(&app_file) {
+            let data = match files.read_at_most(&app_file, MAX_APP_FILE_BYTES) {
                 Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+                    return Err(Problem::error(
+                        Kind::Validation,
+                        &app_file,
+                        "",
+                        format!(
+                            "{e}: over the app file limit of {}",
+                            AppFileLimit::Size.describe()
+                        ),
+                    )
+                    .into());
+                }
                 Err(e) => {
                     return Err(Problem::error(
                         Kind::File,

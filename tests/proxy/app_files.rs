@@ -86,94 +86,105 @@ async fn pin_sets_read_from_exported_android_trustkit_and_apple_files_serve_and_
 
     let unpinned = s.pki.leaf(&["localhost", "127.0.0.1"]);
     for (format, file) in &variants {
-        let set = format!("from-{format}");
-        s.dir.write(
-            &format!("pins/{set}.toml"),
-            format!(
-                "description = \"read from the app\"\nfrom = \"{file}\"\ndomain = \"localhost\"\n"
-            ),
-        );
-        serve_with(&s, &set, up.addr);
-        let report = pinproxy::check::check(&s.dir.config_path(), false).await;
-        assert!(report.ok, "{format}: {}", report.text);
+        serves_and_gates(&s, up.addr, format, file, &want, &unpinned).await;
+    }
+}
+
+/// One app file variant as the pin set's `from`: `check` agrees with the TOML set, the proxy
+/// serves the shipped key, and a certificate on another key is refused.
+async fn serves_and_gates(
+    s: &TestProxy,
+    up: std::net::SocketAddr,
+    format: &str,
+    file: &str,
+    want: &[String],
+    unpinned: &Issued,
+) {
+    let set = format!("from-{format}");
+    s.dir.write(
+        &format!("pins/{set}.toml"),
+        format!("description = \"read from the app\"\nfrom = \"{file}\"\ndomain = \"localhost\"\n"),
+    );
+    serve_with(s, &set, up);
+    let report = pinproxy::check::check(&s.dir.config_path(), false).await;
+    assert!(report.ok, "{format}: {}", report.text);
+    assert!(
+        report
+            .text
+            .contains(&format!("pin set {set}: pins, kinds and expiry from"))
+            && report.text.contains(file),
+        "check says where the pins come from: {}",
+        report.text
+    );
+    if format == "trustkit-binary" {
+        // No comments in a binary plist: the pins match, under positional labels.
         assert!(
             report
                 .text
-                .contains(&format!("pin set {set}: pins, kinds and expiry from"))
-                && report.text.contains(file),
-            "check says where the pins come from: {}",
+                .contains("\"TSKPublicKeyHashes[0]\" on the leaf"),
+            "{}",
             report.text
         );
-        if *format == "trustkit-binary" {
-            // No comments in a binary plist: the pins match, under positional labels.
-            assert!(
-                report
-                    .text
-                    .contains("\"TSKPublicKeyHashes[0]\" on the leaf"),
-                "{}",
-                report.text
-            );
-        } else {
-            assert_eq!(
-                match_lines(&report.text, &set),
-                want,
-                "{format}: {}",
-                report.text
-            );
-        }
-
-        // Serves: a client pinning the shipped key gets through.
-        let r = s.start().await;
-        let reply = s
-            .client(&r)
-            .pin(&[&s.leaf.pin])
-            .get("localhost", "/from-app")
-            .await
-            .expect("pinned request");
-        assert_eq!(reply.status, 200, "{format}");
-        let (_, status) = admin_get(r.admin, "/status").await;
-        let status = json(&status);
-        let entry = status["pin_sets"]
-            .as_array()
-            .expect("pin_sets")
-            .iter()
-            .find(|p| p["name"] == set.as_str())
-            .expect("the set in /status")
-            .clone();
-        assert!(
-            entry["from"]["file"]
-                .as_str()
-                .is_some_and(|f| f.ends_with(file)),
-            "{entry}"
-        );
-        let expires = if format.starts_with("apple") {
-            "9999-12-31"
-        } else {
-            "2099-01-01"
-        };
+    } else {
         assert_eq!(
-            entry["expires"], expires,
-            "{format}: expiry from the app file"
-        );
-        r.shutdown().await;
-
-        // Gates: a certificate on a key the app file does not hold is refused, as with TOML.
-        s.dir.write_cert("api", &unpinned);
-        let refused = pinproxy::check::check(&s.dir.config_path(), false).await;
-        assert!(!refused.ok, "{format}: {}", refused.text);
-        assert!(
-            refused
-                .text
-                .contains(&format!("no pin of pin set \"{set}\"")),
+            match_lines(&report.text, &set),
+            want,
             "{format}: {}",
-            refused.text
+            report.text
         );
-        assert!(
-            start_proxy(&s.dir.config_path()).await.is_err(),
-            "{format}: run refuses"
-        );
-        s.dir.write_cert("api", &s.leaf);
     }
+
+    // Serves: a client pinning the shipped key gets through.
+    let r = s.start().await;
+    let reply = s
+        .client(&r)
+        .pin(&[&s.leaf.pin])
+        .get("localhost", "/from-app")
+        .await
+        .expect("pinned request");
+    assert_eq!(reply.status, 200, "{format}");
+    let (_, status) = admin_get(r.admin, "/status").await;
+    let status = json(&status);
+    let entry = status["pin_sets"]
+        .as_array()
+        .expect("pin_sets")
+        .iter()
+        .find(|p| p["name"] == set.as_str())
+        .expect("the set in /status")
+        .clone();
+    assert!(
+        entry["from"]["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with(file)),
+        "{entry}"
+    );
+    let expires = if format.starts_with("apple") {
+        "9999-12-31"
+    } else {
+        "2099-01-01"
+    };
+    assert_eq!(
+        entry["expires"], expires,
+        "{format}: expiry from the app file"
+    );
+    r.shutdown().await;
+
+    // Gates: a certificate on a key the app file does not hold is refused, as with TOML.
+    s.dir.write_cert("api", unpinned);
+    let refused = pinproxy::check::check(&s.dir.config_path(), false).await;
+    assert!(!refused.ok, "{format}: {}", refused.text);
+    assert!(
+        refused
+            .text
+            .contains(&format!("no pin of pin set \"{set}\"")),
+        "{format}: {}",
+        refused.text
+    );
+    assert!(
+        start_proxy(&s.dir.config_path()).await.is_err(),
+        "{format}: run refuses"
+    );
+    s.dir.write_cert("api", &s.leaf);
 }
 
 #[tokio::test]
@@ -245,4 +256,106 @@ async fn an_app_file_without_the_domain_or_with_a_bad_pin_is_refused_naming_file
         "{}",
         r.text
     );
+}
+
+#[test]
+fn hostile_app_files_are_refused_by_check_within_bounded_time_and_memory() {
+    if !have_tool("prlimit") {
+        return;
+    }
+    let s = TestProxy::new(
+        "[[route]]\npath_prefix = \"/\"\nupstream = \"b\"\n[upstream.b]\nurl = \"http://127.0.0.1:9\"\n",
+    );
+    s.dir.write(
+        "pins/app.toml",
+        "from = \"app/hostile.plist\"\ndomain = \"localhost\"\n",
+    );
+    let deep = |n: usize| {
+        format!(
+            "<plist>{}{}</plist>",
+            "<array>".repeat(n),
+            "</array>".repeat(n)
+        )
+    };
+    for (what, bytes, limit) in [
+        (
+            "50 000 deep",
+            deep(50_000).into_bytes(),
+            "64 levels of nesting",
+        ),
+        (
+            "1 000 000 deep",
+            deep(1_000_000).into_bytes(),
+            "1 MiB (1048576 bytes)",
+        ),
+    ] {
+        s.dir.write("app/hostile.plist", bytes);
+        let config = s.dir.config_path();
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new("prlimit")
+            .arg("--as=2147483648")
+            .arg(env!("CARGO_BIN_EXE_pinproxy"))
+            .args(["check", "-c"])
+            .arg(&config)
+            .output()
+            .expect("prlimit pinproxy check");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {text}");
+        assert!(
+            text.contains("app/hostile.plist")
+                && text.contains(&format!("over the app file limit of {limit}")),
+            "{what}: {text}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20), "{what}");
+    }
+}
+
+#[tokio::test]
+async fn a_hostile_app_file_on_reload_is_refused_and_the_proxy_keeps_serving_the_old_pins() {
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let s = TestProxy::new(&route_to(up.addr));
+    s.dir
+        .write("app/Info.plist", export(&s.dir, "app", "trustkit"));
+    s.dir.write(
+        "pins/from-app.toml",
+        "description = \"read from the app\"\nfrom = \"app/Info.plist\"\ndomain = \"localhost\"\n",
+    );
+    serve_with(&s, "from-app", up.addr);
+    let r = s.start().await;
+    let get = async || {
+        s.client(&r)
+            .pin(&[&s.leaf.pin])
+            .get("localhost", "/x")
+            .await
+            .expect("pinned request")
+            .status
+    };
+    assert_eq!(get().await, 200);
+    let deep = |n: usize| {
+        format!(
+            "<plist>{}{}</plist>",
+            "<array>".repeat(n),
+            "</array>".repeat(n)
+        )
+    };
+    let hostile: [(&str, Vec<u8>); 2] = [
+        ("64 levels of nesting", deep(50_000).into_bytes()),
+        ("1 MiB (1048576 bytes)", deep(1_000_000).into_bytes()),
+    ];
+    for (n, (limit, bytes)) in hostile.into_iter().enumerate() {
+        common::reload::write_atomic(&s.dir.path().join("app/Info.plist"), bytes);
+        r.reload();
+        let want = (n + 1) as f64;
+        common::eventually(common::reload::RELOAD_WAIT, || async move {
+            (common::reload::failures(r.admin).await >= want).then_some(())
+        })
+        .await;
+        let status = common::reload::reload_status(r.admin).await.to_string();
+        assert!(
+            status.contains("app/Info.plist") && status.contains(limit),
+            "{status}"
+        );
+        assert_eq!(get().await, 200, "the old pin sets keep serving");
+    }
 }

@@ -556,3 +556,50 @@ async fn check_names_file_and_field_of_a_policy_that_would_confuse_keys_or_accep
         report.text
     );
 }
+
+#[tokio::test]
+async fn a_jwks_with_a_one_byte_rsa_modulus_is_refused_on_reload_and_valid_tokens_keep_passing() {
+    let claims = json!({"exp": 300});
+    let Some(m) = mint(json!({
+        "rsa_keys": ["old"],
+        "tokens": {"by_old": {"claims": claims, "sign": "rsa", "key": "old", "kid": "old"}}
+    })) else {
+        return;
+    };
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let s = TestProxy::new(&format!(
+        "{}[auth.app]\nkind = \"jwt\"\njwks = \"keys/jwks.json\"\nalgorithms = [\"RS256\"]\n",
+        jwt_route(up.addr, "app")
+    ));
+    s.dir.write("keys/jwks.json", jwks(&m, &["old"]));
+    let r = s.start().await;
+    let bearer = format!("Bearer {}", token(&m, "by_old"));
+    let client = s.client(&r);
+    assert_eq!(
+        send(&client, "/", &[("authorization", &bearer)])
+            .await
+            .status,
+        200
+    );
+
+    let tiny = json!({"keys": [{"kty": "RSA", "kid": "tiny", "n": "sQ", "e": "AQAB"}]});
+    common::reload::write_atomic(&s.dir.path().join("keys/jwks.json"), tiny.to_string());
+    r.reload();
+    common::eventually(common::reload::RELOAD_WAIT, || async {
+        (common::reload::failures(r.admin).await >= 1.0).then_some(())
+    })
+    .await;
+    let status = common::reload::reload_status(r.admin).await.to_string();
+    assert!(
+        status.contains("keys/jwks.json")
+            && status.contains("key tiny: the RSA modulus `n` is 8 bits"),
+        "{status}"
+    );
+    assert_eq!(
+        send(&client, "/", &[("authorization", &bearer)])
+            .await
+            .status,
+        200,
+        "the old keys keep serving"
+    );
+}

@@ -1,13 +1,20 @@
 //! Android's network security config: the `<domain-config>` an app uses for a domain, its
 //! (possibly inherited) `<pin-set>`, and the trust anchors that may override the pins.
 
-use roxmltree::{Document, Node};
+use quick_xml::events::Event as XmlEvent;
+use roxmltree::{Document, Node, ParsingOptions};
 
+use super::limits::{Bounds, MAX_OBJECTS};
 use super::{AppFileError, AppFormat, AppPin, AppPins, label_and_kind, no_entry, parse_date};
 use crate::pin::{Pin, PinKind};
 
 pub(super) fn android(text: &str, domain: &str) -> Result<AppPins, AppFileError> {
-    let doc = Document::parse(text)
+    within_bounds(text)?;
+    let options = ParsingOptions {
+        nodes_limit: u32::try_from(MAX_OBJECTS).unwrap_or(u32::MAX),
+        ..ParsingOptions::default()
+    };
+    let doc = Document::parse_with_options(text, options)
         .map_err(|e| AppFileError::new("", format!("not well-formed XML: {e}")))?;
     let root = doc.root_element();
     if root.tag_name().name() != "network-security-config" {
@@ -19,6 +26,53 @@ pub(super) fn android(text: &str, domain: &str) -> Result<AppPins, AppFileError>
             ),
         ));
     }
+    let config = entry_for(root, domain)?;
+    let entry = element_path(config);
+    // A nested <domain-config> inherits what it does not set from the one around it.
+    let Some(pin_set) = config
+        .ancestors()
+        .filter(|n| n.has_tag_name("domain-config"))
+        .find_map(|c| c.children().find(|n| n.has_tag_name("pin-set")))
+    else {
+        return Err(AppFileError::new(
+            entry,
+            format!(
+                "the <domain-config> for \"{domain}\" has no <pin-set>, nor has one around it: the app does not pin this domain"
+            ),
+        ));
+    };
+    let (pins, expires) = pin_set_pins(&doc, pin_set)?;
+    Ok(AppPins {
+        format: AppFormat::Android,
+        element: format!("{entry} (line {})", line(&doc, config)),
+        pins,
+        expires,
+        warnings: override_warnings(&doc, root, config),
+    })
+}
+
+/// Streams the XML once (quick-xml keeps no tree and does not recurse), counting nesting and
+/// nodes, so a file nested too deep is refused in linear time before roxmltree builds a tree
+/// and before anything below walks ancestors (each walk is then at most [`MAX_DEPTH`] long).
+fn within_bounds(text: &str) -> Result<(), AppFileError> {
+    let mut reader = quick_xml::Reader::from_str(text);
+    let mut bounds = Bounds::default();
+    loop {
+        match reader.read_event() {
+            Err(e) => {
+                return Err(AppFileError::new("", format!("not well-formed XML: {e}")));
+            }
+            Ok(XmlEvent::Eof) => return Ok(()),
+            Ok(XmlEvent::Start(_)) => bounds.value(true)?,
+            Ok(XmlEvent::End(_)) => bounds.close(),
+            Ok(_) => bounds.value(false)?,
+        }
+    }
+}
+
+/// The `<domain-config>` the app uses for `domain`: exact match first, then the longest
+/// `includeSubdomains` parent; `<debug-overrides>` do not count.
+fn entry_for<'a, 'i>(root: Node<'a, 'i>, domain: &str) -> Result<Node<'a, 'i>, AppFileError> {
     // (exact match, matched name length, the <domain-config>): exact beats subdomain, then longest.
     let mut best: Option<(bool, usize, Node<'_, '_>)> = None;
     let mut names = Vec::new();
@@ -50,23 +104,15 @@ pub(super) fn android(text: &str, domain: &str) -> Result<AppPins, AppFileError>
             }
         }
     }
-    let Some((_, _, config)) = best else {
-        return Err(no_entry(domain, &names, "<domain-config>"));
-    };
-    let entry = element_path(config);
-    // A nested <domain-config> inherits what it does not set from the one around it.
-    let Some(pin_set) = config
-        .ancestors()
-        .filter(|n| n.has_tag_name("domain-config"))
-        .find_map(|c| c.children().find(|n| n.has_tag_name("pin-set")))
-    else {
-        return Err(AppFileError::new(
-            entry,
-            format!(
-                "the <domain-config> for \"{domain}\" has no <pin-set>, nor has one around it: the app does not pin this domain"
-            ),
-        ));
-    };
+    best.map(|(_, _, config)| config)
+        .ok_or_else(|| no_entry(domain, &names, "<domain-config>"))
+}
+
+/// The pins of a `<pin-set>` with their labels, and its expiry.
+fn pin_set_pins(
+    doc: &Document<'_>,
+    pin_set: Node<'_, '_>,
+) -> Result<(Vec<AppPin>, Option<time::Date>), AppFileError> {
     let set_path = element_path(pin_set);
     let expires = match pin_set.attribute("expiration") {
         None => None,
@@ -83,7 +129,8 @@ pub(super) fn android(text: &str, domain: &str) -> Result<AppPins, AppFileError>
         .filter(|n| n.has_tag_name("pin"))
         .enumerate()
     {
-        let at = element_path(p);
+        // Counting siblings per pin would make a long pin set quadratic: the index is known.
+        let at = format!("{set_path}.pin[{i}]");
         let digest = p.attribute("digest").unwrap_or("");
         if !digest.eq_ignore_ascii_case("SHA-256") {
             return Err(AppFileError::new(
@@ -98,7 +145,7 @@ pub(super) fn android(text: &str, domain: &str) -> Result<AppPins, AppFileError>
         // `pinproxy export` writes "<!-- label (kind) -->" before each pin: take both back.
         let (label, kind) = preceding_comment(p)
             .and_then(|c| label_and_kind(c.trim()))
-            .unwrap_or_else(|| (format!("pin[{i}] (line {})", line(&doc, p)), PinKind::Key));
+            .unwrap_or_else(|| (format!("pin[{i}] (line {})", line(doc, p)), PinKind::Key));
         pins.push(AppPin {
             pin,
             kind,
@@ -109,7 +156,11 @@ pub(super) fn android(text: &str, domain: &str) -> Result<AppPins, AppFileError>
     if pins.is_empty() {
         return Err(AppFileError::new(set_path, "the <pin-set> holds no <pin>"));
     }
-    let mut warnings = Vec::new();
+    Ok((pins, expires))
+}
+
+/// Warnings for trust anchors (of the entry, inherited, or the base config) that override pins.
+fn override_warnings(doc: &Document<'_>, root: Node<'_, '_>, config: Node<'_, '_>) -> Vec<String> {
     let anchors = config
         .ancestors()
         .filter(|n| n.has_tag_name("domain-config"))
@@ -119,26 +170,20 @@ pub(super) fn android(text: &str, domain: &str) -> Result<AppPins, AppFileError>
                 .find(|n| n.has_tag_name("base-config"))
                 .and_then(|b| b.children().find(|n| n.has_tag_name("trust-anchors")))
         });
-    for c in anchors
+    anchors
         .into_iter()
         .flat_map(|a| a.children())
         .filter(|n| n.has_tag_name("certificates"))
         .filter(|n| n.attribute("overridePins") == Some("true"))
-    {
-        warnings.push(format!(
-            "{} (line {}): overridePins=\"true\": the app accepts chains to the CAs of src=\"{}\" without checking these pins",
-            element_path(c),
-            line(&doc, c),
-            c.attribute("src").unwrap_or("")
-        ));
-    }
-    Ok(AppPins {
-        format: AppFormat::Android,
-        element: format!("{entry} (line {})", line(&doc, config)),
-        pins,
-        expires,
-        warnings,
-    })
+        .map(|c| {
+            format!(
+                "{} (line {}): overridePins=\"true\": the app accepts chains to the CAs of src=\"{}\" without checking these pins",
+                element_path(c),
+                line(doc, c),
+                c.attribute("src").unwrap_or("")
+            )
+        })
+        .collect()
 }
 
 /// `network-security-config.domain-config[1].pin-set.pin[0]`: tag names with their index among

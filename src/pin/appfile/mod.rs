@@ -9,11 +9,13 @@
 //! its line in XML files. Pure: bytes in, pins out; the caller reads the file.
 
 mod android;
+mod limits;
 mod plist;
 #[cfg(test)]
 mod tests;
 
 use super::{Pin, PinKind};
+pub use limits::{AppFileLimit, MAX_APP_FILE_BYTES};
 
 /// The client format a pin set was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +74,8 @@ pub struct AppFileError {
     /// Dotted path of the element, empty for the whole file.
     pub element: String,
     pub message: String,
+    /// The limit the file is over, if that is what is wrong with it.
+    pub limit: Option<AppFileLimit>,
 }
 
 impl AppFileError {
@@ -79,12 +83,27 @@ impl AppFileError {
         AppFileError {
             element: element.into(),
             message: message.into(),
+            limit: None,
+        }
+    }
+
+    pub(super) fn over(limit: AppFileLimit, found: impl std::fmt::Display) -> Self {
+        AppFileError {
+            element: String::new(),
+            message: format!("{found}: over the app file limit of {}", limit.describe()),
+            limit: Some(limit),
         }
     }
 }
 
 /// The pins the app built from `bytes` uses for `domain` (lower-case DNS name).
 pub fn read_app_pins(bytes: &[u8], domain: &str) -> Result<AppPins, AppFileError> {
+    if bytes.len() > MAX_APP_FILE_BYTES {
+        return Err(AppFileError::over(
+            AppFileLimit::Size,
+            format!("{} bytes", bytes.len()),
+        ));
+    }
     if bytes.starts_with(b"bplist") {
         return plist::plist_pins(bytes, "", domain);
     }

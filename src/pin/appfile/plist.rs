@@ -3,12 +3,15 @@
 
 use std::io::Cursor;
 
+use plist::stream::{Event, Reader};
 use plist::{Dictionary, Value};
 
+use super::limits::Bounds;
 use super::{AppFileError, AppFormat, AppPin, AppPins, no_entry, parse_date};
 use crate::pin::{Pin, PinKind};
 
 pub(super) fn plist_pins(bytes: &[u8], text: &str, domain: &str) -> Result<AppPins, AppFileError> {
+    within_bounds(bytes)?;
     let value = Value::from_reader(Cursor::new(bytes))
         .map_err(|e| AppFileError::new("", format!("not a property list: {e}")))?;
     let root = value.as_dictionary().ok_or_else(|| {
@@ -57,6 +60,23 @@ pub(super) fn plist_pins(bytes: &[u8], text: &str, domain: &str) -> Result<AppPi
             ))
         }
     }
+}
+
+/// Walks the plist's event stream (the `plist` readers keep their own stack, they do not
+/// recurse) counting nesting and values, so a file nested too deep or a binary plist whose
+/// shared references expand to too many values is refused before any `Value` is built. Once
+/// it passes, building the `Value` (and dropping it, which recurses) stays within the depth.
+fn within_bounds(bytes: &[u8]) -> Result<(), AppFileError> {
+    let mut bounds = Bounds::default();
+    for event in Reader::new(Cursor::new(bytes)) {
+        match event {
+            Err(e) => return Err(AppFileError::new("", format!("not a property list: {e}"))),
+            Ok(Event::EndCollection) => bounds.close(),
+            Ok(Event::StartArray(_) | Event::StartDictionary(_)) => bounds.value(true)?,
+            Ok(_) => bounds.value(false)?,
+        }
+    }
+    Ok(())
 }
 
 fn dict<'a>(v: &'a Value, at: &str) -> Result<&'a Dictionary, AppFileError> {

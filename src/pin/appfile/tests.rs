@@ -130,3 +130,90 @@ fn trustkit_picks_the_longest_parent_with_subdomains_and_reads_binary_plists() {
         "{err}"
     );
 }
+
+/// A binary plist of `levels` arrays, each holding `refs` references to the next one (one
+/// reference per level: plain nesting; two: every level doubles what the reader expands).
+fn bplist_chain(levels: usize, refs: usize) -> Vec<u8> {
+    let ref_size: usize = if levels < 255 { 1 } else { 4 };
+    let be = |v: usize, n: usize| v.to_be_bytes()[8 - n..].to_vec();
+    let mut out = b"bplist00".to_vec();
+    let mut offsets = Vec::new();
+    for i in 0..levels {
+        offsets.push(out.len());
+        out.push(0xa0 | refs as u8);
+        for _ in 0..refs {
+            out.extend(be(i + 1, ref_size));
+        }
+    }
+    offsets.push(out.len());
+    out.push(0x08); // false: the innermost value
+    let table = out.len();
+    for o in &offsets {
+        out.extend(be(*o, 8));
+    }
+    out.extend([0u8; 6]);
+    out.push(8);
+    out.push(ref_size as u8);
+    out.extend(be(offsets.len(), 8));
+    out.extend(be(0, 8));
+    out.extend(be(table, 8));
+    out
+}
+
+fn refused_for(bytes: &[u8], limit: AppFileLimit) {
+    let started = std::time::Instant::now();
+    let err = read_app_pins(bytes, "localhost").expect_err("over a limit");
+    assert_eq!(err.limit, Some(limit), "{} bytes: {err}", bytes.len());
+    assert!(err.message.contains("over the app file limit of"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn deep_plists_and_android_files_are_refused_at_the_depth_limit_without_recursing() {
+    let xml = format!(
+        "<?xml version=\"1.0\"?><plist version=\"1.0\">{}{}</plist>",
+        "<array>".repeat(50_000),
+        "</array>".repeat(50_000)
+    );
+    refused_for(xml.as_bytes(), AppFileLimit::Depth);
+    refused_for(&bplist_chain(50_000, 1), AppFileLimit::Depth);
+    let nsc = format!(
+        "<network-security-config>{}{}</network-security-config>",
+        "<domain-config>".repeat(30_000),
+        "</domain-config>".repeat(30_000)
+    );
+    refused_for(nsc.as_bytes(), AppFileLimit::Depth);
+}
+
+#[test]
+fn files_over_one_mib_are_refused_before_parsing() {
+    let xml = format!(
+        "<plist>{}{}</plist>",
+        "<array>".repeat(1_000_000),
+        "</array>".repeat(1_000_000)
+    );
+    refused_for(xml.as_bytes(), AppFileLimit::Size);
+    refused_for(&bplist_chain(1_000_000, 1), AppFileLimit::Size);
+    let nsc = format!(
+        "<network-security-config>{}{}</network-security-config>",
+        "<domain-config>".repeat(60_000),
+        "</domain-config>".repeat(60_000)
+    );
+    refused_for(nsc.as_bytes(), AppFileLimit::Size);
+}
+
+#[test]
+fn a_binary_plist_whose_shared_references_double_per_level_is_refused_at_the_value_limit() {
+    for levels in [33, 40, 45] {
+        let bomb = bplist_chain(levels, 2);
+        assert!((350..=565).contains(&bomb.len()), "{}", bomb.len());
+        refused_for(&bomb, AppFileLimit::Objects);
+    }
+    // Deeper than the depth limit: whichever limit comes first, it is refused.
+    let deep_bomb = bplist_chain(200, 2);
+    assert!(read_app_pins(&deep_bomb, "localhost").is_err());
+}
