@@ -5,6 +5,7 @@
 
 pub mod bin;
 pub mod client;
+pub mod hostile;
 pub mod pki;
 pub mod prom;
 pub mod test_proxy;

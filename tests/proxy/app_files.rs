@@ -270,25 +270,7 @@ fn hostile_app_files_are_refused_by_check_within_bounded_time_and_memory() {
         "pins/app.toml",
         "from = \"app/hostile.plist\"\ndomain = \"localhost\"\n",
     );
-    let deep = |n: usize| {
-        format!(
-            "<plist>{}{}</plist>",
-            "<array>".repeat(n),
-            "</array>".repeat(n)
-        )
-    };
-    for (what, bytes, limit) in [
-        (
-            "50 000 deep",
-            deep(50_000).into_bytes(),
-            "64 levels of nesting",
-        ),
-        (
-            "1 000 000 deep",
-            deep(1_000_000).into_bytes(),
-            "1 MiB (1048576 bytes)",
-        ),
-    ] {
+    for (what, bytes, limit) in common::hostile::app_files() {
         s.dir.write("app/hostile.plist", bytes);
         let config = s.dir.config_path();
         let started = std::time::Instant::now();
@@ -332,18 +314,7 @@ async fn a_hostile_app_file_on_reload_is_refused_and_the_proxy_keeps_serving_the
             .status
     };
     assert_eq!(get().await, 200);
-    let deep = |n: usize| {
-        format!(
-            "<plist>{}{}</plist>",
-            "<array>".repeat(n),
-            "</array>".repeat(n)
-        )
-    };
-    let hostile: [(&str, Vec<u8>); 2] = [
-        ("64 levels of nesting", deep(50_000).into_bytes()),
-        ("1 MiB (1048576 bytes)", deep(1_000_000).into_bytes()),
-    ];
-    for (n, (limit, bytes)) in hostile.into_iter().enumerate() {
+    for (n, (what, bytes, limit)) in common::hostile::app_files().into_iter().enumerate() {
         common::reload::write_atomic(&s.dir.path().join("app/Info.plist"), bytes);
         r.reload();
         let want = (n + 1) as f64;
@@ -354,8 +325,8 @@ async fn a_hostile_app_file_on_reload_is_refused_and_the_proxy_keeps_serving_the
         let status = common::reload::reload_status(r.admin).await.to_string();
         assert!(
             status.contains("app/Info.plist") && status.contains(limit),
-            "{status}"
+            "{what}: {status}"
         );
-        assert_eq!(get().await, 200, "the old pin sets keep serving");
+        assert_eq!(get().await, 200, "{what}: the old pin sets keep serving");
     }
 }
