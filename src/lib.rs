@@ -1,7 +1,7 @@
 //! pinproxy: a certificate-pinning TLS reverse proxy for mobile app backends.
 //!
 //! Layers, each using only its own or lower ones (DESIGN.md §9):
-//! - L0 [`cli`], [`diag`], [`files`], [`logfmt`], [`metrics`], [`config`], [`pin`], [`export`], [`body`], [`sync`]: pure building blocks
+//! - L0 [`cli`], [`diag`], [`files`], [`logfmt`], [`metrics`], [`config`], [`pin`], [`export`], [`body`], [`sync`], [`path`]: pure building blocks
 //! - L1 [`tls`]: rustls server configs under the pin rules, upstream verifiers; [`auth`]: route
 //!   token policies built from their key files
 //! - L2 [`upstream`], [`tool`], [`adoption`]: pooled upstream clients; pin computation and keygen;
@@ -26,6 +26,7 @@ pub mod files;
 pub mod inventory;
 pub mod logfmt;
 pub mod metrics;
+pub mod path;
 pub mod pin;
 pub mod proxy;
 pub mod reload;

@@ -152,7 +152,7 @@ impl RouteTable {
         }
     }
 
-    /// The route for `host` (no port) and `path`.
+    /// The route for `host` (no port) and `path`, in normal form (`crate::path::normalise`).
     pub fn find(&self, host: &str, path: &str) -> Option<&Arc<RouteEntry>> {
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(host.to_ascii_lowercase())

@@ -621,6 +621,8 @@ mod hardening;
 mod okhttp;
 #[path = "proxy/oncall.rs"]
 mod oncall;
+#[path = "proxy/paths.rs"]
+mod paths;
 #[path = "proxy/pool.rs"]
 mod pool;
 #[path = "proxy/proxy_protocol.rs"]

@@ -458,6 +458,19 @@ impl Validator<'_> {
                 );
                 continue;
             }
+            // Requests are matched in normal form: a prefix in another form would never match,
+            // and its requests would fall to a route that may lack its `auth`.
+            if crate::path::normalise(&r.path_prefix)
+                .map_or(true, |n| n.is_changed() || n.is_ambiguous())
+            {
+                self.err(
+                    Kind::Validation,
+                    format!("{at}.path_prefix"),
+                    "must be in normal form: no '//', no percent-encoded letters, digits or '-._~', \
+                     upper-case hex, and no ';', '\\', %2F, %5C or %3B",
+                );
+                continue;
+            }
             let host = r.host.map(|h| h.to_ascii_lowercase());
             if let Some(h) = &host
                 && !valid_host_pattern(h)

@@ -19,8 +19,8 @@ use super::semantics::{self, BadRequest};
 use super::{headers, response_headers};
 use crate::auth::Denied;
 use crate::body::{BodyStats, Counted, OnStall, ReadTimeout, ResponseBody, Tracked, local};
-use crate::config::has_dot_segment;
 use crate::diag::ErrorText;
+use crate::path::{self, PathError};
 use crate::routes::{RouteEntry, upstream_path};
 use crate::snapshot::{Live, Snapshot};
 use crate::tls::ListenerTls;
@@ -53,6 +53,8 @@ enum Refusal {
     /// The client's request body failed (bad chunk, early close): its error, not the upstream's.
     ClientBody,
     DotSegments,
+    /// The path cannot be normalised, or would route elsewhere under another reading.
+    Path(PathError),
     Upgrade,
     MisdirectedHost,
     NoRoute,
@@ -76,6 +78,11 @@ impl Refusal {
                 StatusCode::BAD_REQUEST,
                 "bad request: dot segments in path\n",
             ),
+            Refusal::Path(PathError::DotSegment) => (
+                StatusCode::BAD_REQUEST,
+                "bad request: dot segments in path\n",
+            ),
+            Refusal::Path(_) => (StatusCode::BAD_REQUEST, "bad request: path\n"),
             Refusal::Upgrade => (
                 StatusCode::NOT_IMPLEMENTED,
                 "protocol upgrades are not supported\n",
@@ -249,9 +256,8 @@ async fn forward(
     rec.host = host_value;
     let host = lowercase(host_only(client_authority.as_str()));
     let host = &*host;
-    if has_dot_segment(parts.uri.path()) {
-        return Err(Refusal::DotSegments);
-    }
+    // Once: routing, the route's token check and the upstream all see this one path.
+    let path = path::normalise(parts.uri.path()).map_err(Refusal::Path)?;
     if parts.method == Method::CONNECT || headers::is_upgrade(&parts.headers) {
         return Err(Refusal::Upgrade);
     }
@@ -263,8 +269,15 @@ async fn forward(
     }
     // `OPTIONS *` asks about the server as a whole: routed like "/", forwarded as "*".
     let asterisk = parts.method == Method::OPTIONS && semantics::is_asterisk(&parts);
-    let route_path = if asterisk { "/" } else { parts.uri.path() };
-    let entry = snap.routes.find(host, route_path).ok_or(Refusal::NoRoute)?;
+    let entry = if asterisk {
+        snap.routes.find(host, "/")
+    } else {
+        let same = |a: &Option<&Arc<RouteEntry>>, b: &Option<&Arc<RouteEntry>>| {
+            a.map(Arc::as_ptr) == b.map(Arc::as_ptr)
+        };
+        path::route(&path, |p| snap.routes.find(host, p), same).map_err(Refusal::Path)?
+    }
+    .ok_or(Refusal::NoRoute)?;
     rec.route = Some(entry.clone());
     let RouteEntry {
         route,
@@ -278,12 +291,15 @@ async fn forward(
         _ if asterisk => PathAndQuery::from_static("*"),
         // The common case sends the path as received: share it instead of rebuilding it.
         Some(pq)
-            if up.base_path.is_empty() && !route.strip_prefix && pq.path().starts_with('/') =>
+            if up.base_path.is_empty()
+                && !route.strip_prefix
+                && !path.is_changed()
+                && pq.path().starts_with('/') =>
         {
             pq.clone()
         }
         _ => {
-            let mut p = upstream_path(&up.base_path, route, parts.uri.path());
+            let mut p = upstream_path(&up.base_path, route, path.as_str());
             if let Some(q) = parts.uri.query() {
                 p.push('?');
                 p.push_str(q);

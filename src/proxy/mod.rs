@@ -9,6 +9,7 @@ mod activity;
 mod handler;
 /// Public for the micro-benchmarks in benches/ only.
 pub mod headers;
+mod linger;
 mod proxy_protocol;
 mod request_id;
 mod response_headers;
@@ -28,6 +29,7 @@ use rustls::server::Acceptor;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
@@ -35,6 +37,7 @@ use crate::config::Limits;
 use crate::snapshot::Live;
 use crate::tls::ListenerTls;
 use activity::{Activity, ActivityIo, Verdict};
+use linger::Reclaim;
 
 pub use handler::ConnCtx;
 
@@ -115,49 +118,16 @@ impl Drop for OpenGuard {
 
 async fn serve_connection(
     listener: Arc<str>,
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     peer: SocketAddr,
     (tls, limits): (Arc<ListenerTls>, Limits),
     live: Arc<Live>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let metrics = &live.shared.metrics;
-    // Behind an L4 balancer the client address comes from the PROXY header, before TLS.
-    let timeout = limits.tls_handshake_timeout;
-    let Some(peer) = proxy_protocol::client(&mut tcp, peer, &listener, &live, timeout).await else {
+    let Some((stream, cert, peer, slot)) = accept(&listener, tcp, peer, &tls, &limits, &live).await
+    else {
         return;
-    };
-    // The certificate is picked from the ClientHello here, once, and the handshake goes on with
-    // a config that serves exactly it: requests are checked against what was served.
-    let handshake = async {
-        let start = LazyConfigAcceptor::new(Acceptor::default(), tcp).await?;
-        let cert = tls.resolver.pick(start.client_hello().server_name());
-        let config = tls
-            .by_cert
-            .get(cert)
-            .cloned()
-            .unwrap_or_else(|| tls.config.clone());
-        start.into_stream(config).await.map(|s| (s, cert))
-    };
-    let (stream, cert) = match tokio::time::timeout(limits.tls_handshake_timeout, handshake).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            let reason = handshake_reason(&e);
-            metrics
-                .tls_handshake_errors
-                .with_label_values(&[&*listener, reason])
-                .inc();
-            tracing::debug!(reason, cause = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            metrics
-                .tls_handshake_errors
-                .with_label_values(&[&*listener, "timeout"])
-                .inc();
-            tracing::debug!("TLS handshake timed out");
-            return;
-        }
     };
     let (_, session) = stream.get_ref();
     let http2 = session.alpn_protocol() == Some(b"h2");
@@ -188,7 +158,122 @@ async fn serve_connection(
         service_fn(move |req| handler::handle(req, ctx.clone(), live.clone()))
     };
     let exec = streams::StreamExec::default();
-    let mut builder = auto::Builder::new(exec.clone());
+    let builder = http_builder(http2, &limits, exec.clone());
+    // In a block of its own: the connection (and the TLS stream) is dropped at its end, which
+    // hands the TCP stream back for a lingering close.
+    let refused_head = {
+        let conn = streams::WithStreams::new(builder.serve_connection(io, service), &exec);
+        tokio::pin!(conn);
+        let tick = (limits
+            .header_read_timeout
+            .min(limits.idle_timeout)
+            .min(limits.client_write_timeout)
+            / 4)
+        .clamp(Duration::from_millis(5), Duration::from_secs(1));
+        let mut watchdog = tokio::time::interval(tick);
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut closing = *shutdown.borrow();
+        if closing {
+            conn.as_mut().conn().graceful_shutdown();
+        }
+        loop {
+            tokio::select! {
+                res = conn.as_mut() => {
+                    let Err(e) = res else { break false };
+                    tracing::debug!(cause = %e, "connection ended with an error");
+                    // hyper answered a head it could not take (431, 400) and stopped reading.
+                    break e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse);
+                }
+                _ = watchdog.tick() => match activity.verdict(limits.header_read_timeout, limits.idle_timeout) {
+                    _ if activity.write_stalled(limits.client_write_timeout) => {
+                        // Back-pressure keeps the memory bounded; this frees the connection and
+                        // its upstream stream from a client that stopped reading.
+                        metrics
+                            .client_errors
+                            .with_label_values(&[&*listener_label, "write_timeout"])
+                            .inc();
+                        tracing::debug!(timeout_ms = crate::diag::ms(limits.client_write_timeout), "client took no bytes within client_write_timeout");
+                        return;
+                    }
+                    Verdict::Fine => {}
+                    Verdict::Idle if !closing => {
+                        closing = true;
+                        tracing::debug!("idle timeout");
+                        conn.as_mut().conn().graceful_shutdown();
+                    }
+                    Verdict::Idle => {}
+                    Verdict::HeadTimeout => {
+                        tracing::debug!("request head not complete within header_read_timeout");
+                        return;
+                    }
+                },
+                _ = shutdown.changed(), if !closing => {
+                    closing = true;
+                    conn.as_mut().conn().graceful_shutdown();
+                }
+            }
+        }
+    };
+    if refused_head {
+        slot.drain().await;
+    }
+}
+
+/// The PROXY header (behind an L4 balancer the client address comes from it, before TLS), then
+/// the TLS handshake, counted by reason when it fails.
+async fn accept(
+    listener: &str,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    tls: &ListenerTls,
+    limits: &Limits,
+    live: &Live,
+) -> Option<(TlsStream<Reclaim>, usize, SocketAddr, linger::Slot)> {
+    let metrics = &live.shared.metrics;
+    let timeout = limits.tls_handshake_timeout;
+    let peer = proxy_protocol::client(&mut tcp, peer, listener, live, timeout).await?;
+    let (tcp, slot) = Reclaim::new(tcp);
+    // The certificate is picked from the ClientHello here, once, and the handshake goes on with
+    // a config that serves exactly it: requests are checked against what was served.
+    let handshake = async {
+        let start = LazyConfigAcceptor::new(Acceptor::default(), tcp).await?;
+        let cert = tls.resolver.pick(start.client_hello().server_name());
+        let config = tls
+            .by_cert
+            .get(cert)
+            .cloned()
+            .unwrap_or_else(|| tls.config.clone());
+        start.into_stream(config).await.map(|s| (s, cert))
+    };
+    match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok((s, cert))) => Some((s, cert, peer, slot)),
+        Ok(Err(e)) => {
+            let reason = handshake_reason(&e);
+            metrics
+                .tls_handshake_errors
+                .with_label_values(&[listener, reason])
+                .inc();
+            tracing::debug!(reason, cause = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            metrics
+                .tls_handshake_errors
+                .with_label_values(&[listener, "timeout"])
+                .inc();
+            tracing::debug!("TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// hyper's settings for one connection: HTTP/2 or HTTP/1.1 as ALPN chose.
+fn http_builder(
+    http2: bool,
+    limits: &Limits,
+    exec: streams::StreamExec,
+) -> auto::Builder<streams::StreamExec> {
+    let mut builder = auto::Builder::new(exec);
     if http2 {
         builder = builder.http2_only();
         builder
@@ -214,64 +299,14 @@ async fn serve_connection(
             .http1()
             .timer(TokioTimer::new())
             // hyper's own timer also runs while a keep-alive connection idles, which would cut
-            // idle connections at the head timeout; the watchdog below keeps the two apart.
+            // idle connections at the head timeout; the watchdog keeps the two apart.
             .header_read_timeout(None)
             // Room above the limit so the handler's exact check answers 431 (hyper's buffer
             // limit lets heads over it through when they arrive in one read).
             .max_buf_size(limits.max_header_bytes.max(8192) + HEAD_SLACK)
             .keep_alive(true);
     }
-    let conn = streams::WithStreams::new(builder.serve_connection(io, service), &exec);
-    tokio::pin!(conn);
-    let tick = (limits
-        .header_read_timeout
-        .min(limits.idle_timeout)
-        .min(limits.client_write_timeout)
-        / 4)
-    .clamp(Duration::from_millis(5), Duration::from_secs(1));
-    let mut watchdog = tokio::time::interval(tick);
-    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut closing = *shutdown.borrow();
-    if closing {
-        conn.as_mut().conn().graceful_shutdown();
-    }
-    loop {
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(cause = %e, "connection ended with an error");
-                }
-                return;
-            }
-            _ = watchdog.tick() => match activity.verdict(limits.header_read_timeout, limits.idle_timeout) {
-                _ if activity.write_stalled(limits.client_write_timeout) => {
-                    // Back-pressure keeps the memory bounded; this frees the connection and
-                    // its upstream stream from a client that stopped reading.
-                    metrics
-                        .client_errors
-                        .with_label_values(&[&*listener_label, "write_timeout"])
-                        .inc();
-                    tracing::debug!(timeout_ms = crate::diag::ms(limits.client_write_timeout), "client took no bytes within client_write_timeout");
-                    return;
-                }
-                Verdict::Fine => {}
-                Verdict::Idle if !closing => {
-                    closing = true;
-                    tracing::debug!("idle timeout");
-                    conn.as_mut().conn().graceful_shutdown();
-                }
-                Verdict::Idle => {}
-                Verdict::HeadTimeout => {
-                    tracing::debug!("request head not complete within header_read_timeout");
-                    return;
-                }
-            },
-            _ = shutdown.changed(), if !closing => {
-                closing = true;
-                conn.as_mut().conn().graceful_shutdown();
-            }
-        }
-    }
+    builder
 }
 
 /// The `reason` label for a failed handshake. A client that alerts about our certificate is

@@ -112,6 +112,20 @@ impl Client {
         let tcp = tokio::net::TcpStream::connect(self.addr)
             .await
             .map_err(|e| e.to_string())?;
+        self.handshake_on(tcp).await
+    }
+
+    /// TLS handshake over a TCP stream the test connected itself (socket options of its own).
+    pub async fn handshake_on(
+        &self,
+        tcp: tokio::net::TcpStream,
+    ) -> Result<
+        (
+            tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+            Handshake,
+        ),
+        String,
+    > {
         let connector = tokio_rustls::TlsConnector::from(self.config());
         let name = ServerName::try_from(self.sni.clone()).map_err(|e| e.to_string())?;
         let tls = connector

@@ -447,3 +447,33 @@ async fn response_trailers_reach_http1_clients_that_send_te_trailers() {
     let lower = got.to_ascii_lowercase();
     assert!(lower.contains("hello\r\n0\r\nx-checksum: abc\r\n"), "{got}");
 }
+
+#[tokio::test]
+async fn a_one_megabyte_http1_request_head_gets_a_431_that_the_client_reads() {
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let s = TestProxy::new(&route_to(up.addr));
+    let r = s.start().await;
+    // A small send buffer, as on a mobile link: most of the head is still to send when the
+    // proxy answers, so a close with unread bytes (a reset) would cut the client off.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_send_buffer_size(16 * 1024).expect("SO_SNDBUF");
+    let tcp = socket
+        .connect(r.listener("mobile").expect("listener"))
+        .await
+        .expect("connect");
+    let (mut tls, _) = s.client(&r).handshake_on(tcp).await.expect("handshake");
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    // A plain client: all of the head first, then the answer.
+    tokio::time::timeout(Duration::from_secs(10), tls.write_all(head.as_bytes()))
+        .await
+        .expect("the proxy takes the whole head")
+        .expect("no reset while sending");
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await;
+    let got = String::from_utf8_lossy(&out);
+    assert!(got.starts_with("HTTP/1.1 431"), "{read:?}: {got:.60}");
+    assert_eq!(up.hits(), 0);
+}
