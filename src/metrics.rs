@@ -67,50 +67,39 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let m = Metrics {
-            cert_not_after: GaugeVec::new(
-                Opts::new(
-                    CERT_NOT_AFTER,
-                    "notAfter of a served or upstream-verified certificate, Unix seconds",
-                ),
+            cert_not_after: gauges(
+                CERT_NOT_AFTER,
+                "notAfter of a served or upstream-verified certificate, Unix seconds",
                 &["scope", "name", "position", "subject", "serial", "pin"],
             )?,
-            cert_pinned: IntGaugeVec::new(
-                Opts::new(
-                    CERT_PINNED,
-                    "1 if the certificate's SPKI is in the pin set, else 0",
-                ),
+            cert_pinned: int_gauges(
+                CERT_PINNED,
+                "1 if the certificate's SPKI is in the pin set, else 0",
                 &["scope", "name", "pin_set", "position", "pin"],
             )?,
-            pin_set_expiry: GaugeVec::new(
-                Opts::new(
-                    PIN_SET_EXPIRY,
-                    "00:00 UTC of the pin set's expires date, Unix seconds",
-                ),
+            pin_set_expiry: gauges(
+                PIN_SET_EXPIRY,
+                "00:00 UTC of the pin set's expires date, Unix seconds",
                 &["pin_set"],
             )?,
-            expiry_threshold: GaugeVec::new(
-                Opts::new(
-                    EXPIRY_THRESHOLD,
-                    "configured expiry alert thresholds in seconds",
-                ),
+            expiry_threshold: gauges(
+                EXPIRY_THRESHOLD,
+                "configured expiry alert thresholds in seconds",
                 &["kind", "severity"],
             )?,
-            upstream_pin_mismatches: IntCounterVec::new(
-                Opts::new(
-                    UPSTREAM_PIN_MISMATCHES,
-                    "upstream handshakes whose verified path matched no pin",
-                ),
+            upstream_pin_mismatches: counters(
+                UPSTREAM_PIN_MISMATCHES,
+                "upstream handshakes whose verified path matched no pin",
                 &["upstream", "mode"],
             )?,
-            upstream_key_changes: IntCounterVec::new(
-                Opts::new(
-                    UPSTREAM_KEY_CHANGES,
-                    "upstream leaf keys not among the last 8 seen",
-                ),
+            upstream_key_changes: counters(
+                UPSTREAM_KEY_CHANGES,
+                "upstream leaf keys not among the last 8 seen",
                 &["upstream"],
             )?,
-            config_reloads: IntCounterVec::new(
-                Opts::new(CONFIG_RELOADS, "reload attempts that found a change"),
+            config_reloads: counters(
+                CONFIG_RELOADS,
+                "reload attempts that found a change",
                 &["result", "reason"],
             )?,
             config_last_reload_ok: IntGauge::new(
@@ -125,92 +114,75 @@ impl Metrics {
                 CONFIG_GENERATION,
                 "increments with every swap of the running config",
             )?,
-            config_info: IntGaugeVec::new(
-                Opts::new(
-                    CONFIG_INFO,
-                    "SHA-256 over the running config, pin and referenced files",
-                ),
+            config_info: int_gauges(
+                CONFIG_INFO,
+                "SHA-256 over the running config, pin and referenced files",
                 &["sha256"],
             )?,
-            requests: IntCounterVec::new(
-                Opts::new(REQUESTS, "requests answered"),
+            requests: counters(
+                REQUESTS,
+                "requests answered",
                 &["listener", "route", "code"],
             )?,
             request_duration: HistogramVec::new(
-                HistogramOpts::new(REQUEST_DURATION, "time to the response head").buckets(vec![
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                    30.0, 60.0,
-                ]),
+                HistogramOpts::new(REQUEST_DURATION, "time to the response head")
+                    .buckets(DURATION_BUCKETS.to_vec()),
                 &["listener", "route"],
             )?,
-            upstream_errors: IntCounterVec::new(
-                Opts::new(UPSTREAM_ERRORS, "requests that failed towards an upstream"),
+            upstream_errors: counters(
+                UPSTREAM_ERRORS,
+                "requests that failed towards an upstream",
                 &["upstream", "kind"],
             )?,
-            tls_handshake_errors: IntCounterVec::new(
-                Opts::new(TLS_HANDSHAKE_ERRORS, "failed client handshakes"),
+            tls_handshake_errors: counters(
+                TLS_HANDSHAKE_ERRORS,
+                "failed client handshakes",
                 &["listener", "reason"],
             )?,
-            connections_open: IntGaugeVec::new(
-                Opts::new(CONNECTIONS_OPEN, "client connections open"),
+            connections_open: int_gauges(
+                CONNECTIONS_OPEN,
+                "client connections open",
                 &["listener"],
             )?,
-            connections_rejected: IntCounterVec::new(
-                Opts::new(
-                    CONNECTIONS_REJECTED,
-                    "connections closed at once over max_connections",
-                ),
+            connections_rejected: counters(
+                CONNECTIONS_REJECTED,
+                "connections closed at once over max_connections",
                 &["listener"],
             )?,
-            client_errors: IntCounterVec::new(
-                Opts::new(
-                    CLIENT_ERRORS,
-                    "requests or responses cut short by the client (bad body, early close, slow reads)",
-                ),
+            client_errors: counters(
+                CLIENT_ERRORS,
+                "requests or responses cut short by the client (bad body, early close, slow reads)",
                 &["listener", "kind"],
             )?,
-            build_info: IntGaugeVec::new(
-                Opts::new(BUILD_INFO, "1, labelled with the version"),
-                &["version"],
-            )?,
+            build_info: int_gauges(BUILD_INFO, "1, labelled with the version", &["version"])?,
             log_lines_dropped: IntCounter::new(
                 LOG_LINES_DROPPED,
                 "log lines dropped because the log writer was behind",
             )?,
-            upstream_requests: IntCounterVec::new(
-                Opts::new(
-                    UPSTREAM_REQUESTS,
-                    "requests sent to an upstream, whatever the outcome (the error ratio's denominator)",
-                ),
+            upstream_requests: counters(
+                UPSTREAM_REQUESTS,
+                "requests sent to an upstream, whatever the outcome (the error ratio's denominator)",
                 &["upstream"],
             )?,
-            auth_checks: IntCounterVec::new(
-                Opts::new(
-                    AUTH_CHECKS,
-                    "token checks of route auth policies, by result",
-                ),
+            auth_checks: counters(
+                AUTH_CHECKS,
+                "token checks of route auth policies, by result",
                 &["route", "policy", "result"],
             )?,
-            pin_set_requests: IntCounterVec::new(
-                Opts::new(
-                    PIN_SET_REQUESTS,
-                    "requests by the pin set their app version ships (unknown: no or unmapped version)",
-                ),
+            pin_set_requests: counters(
+                PIN_SET_REQUESTS,
+                "requests by the pin set their app version ships (unknown: no or unmapped version)",
                 &["listener", "pin_set"],
             )?,
-            proxy_protocol_rejected: IntCounterVec::new(
-                Opts::new(
-                    PROXY_PROTOCOL_REJECTED,
-                    "connections closed for a missing, malformed or untrusted PROXY header",
-                ),
+            proxy_protocol_rejected: counters(
+                PROXY_PROTOCOL_REJECTED,
+                "connections closed for a missing, malformed or untrusted PROXY header",
                 &["listener", "reason"],
             )?,
             registry,
         };
         m.register_all()?;
-        m.build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        m.build_info.with_label_values(&[VERSION]).set(1);
         m.config_last_reload_ok.set(1);
         Ok(m)
     }
@@ -264,3 +236,22 @@ impl std::fmt::Debug for Metrics {
         f.write_str("Metrics")
     }
 }
+
+fn counters(name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
+    IntCounterVec::new(Opts::new(name, help), labels)
+}
+
+fn int_gauges(name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, prometheus::Error> {
+    IntGaugeVec::new(Opts::new(name, help), labels)
+}
+
+fn gauges(name: &str, help: &str, labels: &[&str]) -> Result<GaugeVec, prometheus::Error> {
+    GaugeVec::new(Opts::new(name, help), labels)
+}
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Seconds to the response head: from a cached answer to a slow upstream's minute.
+const DURATION_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];

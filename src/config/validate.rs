@@ -222,99 +222,12 @@ impl Validator<'_> {
                     format!("{a} is used by another listener"),
                 );
             }
-            if l.pin_sets.is_empty() {
-                self.err(
-                    Kind::Validation,
-                    format!("{at}.pin_sets"),
-                    "name at least one pin set from pins/ (what the shipped apps pin)",
-                );
-            }
-            for (j, ps) in l.pin_sets.iter().enumerate() {
-                match pin_sets.map(|s| s.get(ps)) {
-                    Some(None) => self.err(
-                        Kind::Validation,
-                        format!("{at}.pin_sets[{j}]"),
-                        format!("no pin set \"{ps}\" in {}/ (expected {}/{ps}.toml)", pin::PIN_DIR, pin::PIN_DIR),
-                    ),
-                    Some(Some(set)) if set.mode == crate::pin::PinMode::Report => self.err(
-                        Kind::Validation,
-                        format!("{at}.pin_sets[{j}]"),
-                        format!("pin set \"{ps}\" has mode = \"report\", which is for upstream pin sets only; apps always enforce"),
-                    ),
-                    _ => {}
-                }
-            }
-            if l.cert.is_empty() {
-                self.err(
-                    Kind::Validation,
-                    format!("{at}.cert"),
-                    "at least one [[listener.cert]] is required",
-                );
-            }
-            let mut seen_names = HashSet::new();
-            let mut certs = Vec::new();
-            for (j, c) in l.cert.into_iter().enumerate() {
-                let cat = format!("{at}.cert[{j}]");
-                for (k, n) in c.server_names.iter().enumerate() {
-                    let n = n.to_ascii_lowercase();
-                    if !valid_host_pattern(&n) {
-                        self.err(
-                            Kind::Validation,
-                            format!("{cat}.server_names[{k}]"),
-                            format!("\"{n}\" is not a DNS name or \"*.example.com\" wildcard"),
-                        );
-                    }
-                    if !seen_names.insert(n.clone()) {
-                        self.err(
-                            Kind::Validation,
-                            format!("{cat}.server_names[{k}]"),
-                            format!("\"{n}\" is served by another certificate of this listener"),
-                        );
-                    }
-                }
-                if c.server_names.is_empty() && j > 0 {
-                    self.err(
-                        Kind::Validation,
-                        format!("{cat}.server_names"),
-                        "only the first certificate may have no server_names (it answers unknown SNI)",
-                    );
-                }
-                certs.push(CertSpec {
-                    field: cat,
-                    server_names: c
-                        .server_names
-                        .iter()
-                        .map(|n| n.to_ascii_lowercase())
-                        .collect(),
-                    chain: self.dir.join(c.chain),
-                    key: self.dir.join(c.key),
-                    anchor: c.anchor.map(|a| self.dir.join(a)),
-                });
-            }
+            self.listener_pin_sets(&at, &l.pin_sets, pin_sets);
+            let certs = self.listener_certs(&at, l.cert);
             let app_version = l
                 .app_version
                 .and_then(|a| self.app_version(&format!("{at}.app_version"), a));
-            if let (Some(_), Some(sets)) = (&app_version, pin_sets)
-                && !l
-                    .pin_sets
-                    .iter()
-                    .any(|ps| sets.get(ps).is_some_and(|s| s.app_versions.is_some()))
-            {
-                self.warn(
-                    format!("{at}.app_version"),
-                    "none of this listener's pin sets has `app_versions`: every request counts as pin_set=\"unknown\"",
-                );
-            }
-            if let (None, Some(sets)) = (&app_version, pin_sets) {
-                for (j, ps) in l.pin_sets.iter().enumerate() {
-                    if sets.get(ps).is_some_and(|s| s.app_versions.is_some()) {
-                        self.warn(
-                            format!("{at}.pin_sets[{j}]"),
-                            format!("pin set \"{ps}\" has `app_versions` but this listener has no `app_version` to read versions from; nothing is counted"),
-                        );
-                    }
-                }
-            }
+            self.app_version_warnings(&at, app_version.is_some(), &l.pin_sets, pin_sets);
             if let Some(listen) = listen {
                 out.push(Listener {
                     name: l.name,
@@ -328,6 +241,119 @@ impl Validator<'_> {
             }
         }
         out
+    }
+
+    /// A listener's `pin_sets`: at least one, each in pins/, none in report mode.
+    fn listener_pin_sets(
+        &mut self,
+        at: &str,
+        names: &[String],
+        pin_sets: Option<&BTreeMap<String, PinSet>>,
+    ) {
+        if names.is_empty() {
+            self.err(
+                Kind::Validation,
+                format!("{at}.pin_sets"),
+                "name at least one pin set from pins/ (what the shipped apps pin)",
+            );
+        }
+        for (j, ps) in names.iter().enumerate() {
+            match pin_sets.map(|s| s.get(ps)) {
+            Some(None) => self.err(
+                Kind::Validation,
+                format!("{at}.pin_sets[{j}]"),
+                format!("no pin set \"{ps}\" in {}/ (expected {}/{ps}.toml)", pin::PIN_DIR, pin::PIN_DIR),
+            ),
+            Some(Some(set)) if set.mode == crate::pin::PinMode::Report => self.err(
+                Kind::Validation,
+                format!("{at}.pin_sets[{j}]"),
+                format!("pin set \"{ps}\" has mode = \"report\", which is for upstream pin sets only; apps always enforce"),
+            ),
+            _ => {}
+        }
+        }
+    }
+
+    /// A listener's `[[listener.cert]]` blocks, server names checked and unique.
+    fn listener_certs(&mut self, at: &str, raw: Vec<RawCert>) -> Vec<CertSpec> {
+        if raw.is_empty() {
+            self.err(
+                Kind::Validation,
+                format!("{at}.cert"),
+                "at least one [[listener.cert]] is required",
+            );
+        }
+        let mut seen_names = HashSet::new();
+        let mut certs = Vec::new();
+        for (j, c) in raw.into_iter().enumerate() {
+            let cat = format!("{at}.cert[{j}]");
+            for (k, n) in c.server_names.iter().enumerate() {
+                let n = n.to_ascii_lowercase();
+                if !valid_host_pattern(&n) {
+                    self.err(
+                        Kind::Validation,
+                        format!("{cat}.server_names[{k}]"),
+                        format!("\"{n}\" is not a DNS name or \"*.example.com\" wildcard"),
+                    );
+                }
+                if !seen_names.insert(n.clone()) {
+                    self.err(
+                        Kind::Validation,
+                        format!("{cat}.server_names[{k}]"),
+                        format!("\"{n}\" is served by another certificate of this listener"),
+                    );
+                }
+            }
+            if c.server_names.is_empty() && j > 0 {
+                self.err(
+                    Kind::Validation,
+                    format!("{cat}.server_names"),
+                    "only the first certificate may have no server_names (it answers unknown SNI)",
+                );
+            }
+            certs.push(CertSpec {
+                field: cat,
+                server_names: c
+                    .server_names
+                    .iter()
+                    .map(|n| n.to_ascii_lowercase())
+                    .collect(),
+                chain: self.dir.join(c.chain),
+                key: self.dir.join(c.key),
+                anchor: c.anchor.map(|a| self.dir.join(a)),
+            });
+        }
+        certs
+    }
+
+    /// `app_version` and `app_versions` only count together: say so when one is missing.
+    fn app_version_warnings(
+        &mut self,
+        at: &str,
+        has_app_version: bool,
+        names: &[String],
+        pin_sets: Option<&BTreeMap<String, PinSet>>,
+    ) {
+        if let (true, Some(sets)) = (has_app_version, pin_sets)
+            && !names
+                .iter()
+                .any(|ps| sets.get(ps).is_some_and(|s| s.app_versions.is_some()))
+        {
+            self.warn(
+            format!("{at}.app_version"),
+            "none of this listener's pin sets has `app_versions`: every request counts as pin_set=\"unknown\"",
+        );
+        }
+        if let (false, Some(sets)) = (has_app_version, pin_sets) {
+            for (j, ps) in names.iter().enumerate() {
+                if sets.get(ps).is_some_and(|s| s.app_versions.is_some()) {
+                    self.warn(
+                    format!("{at}.pin_sets[{j}]"),
+                    format!("pin set \"{ps}\" has `app_versions` but this listener has no `app_version` to read versions from; nothing is counted"),
+                );
+                }
+            }
+        }
     }
 
     fn upstreams(
@@ -442,33 +468,7 @@ impl Validator<'_> {
         let mut out = Vec::new();
         for (i, r) in raw.into_iter().enumerate() {
             let at = format!("route[{i}]");
-            if !r.path_prefix.starts_with('/') {
-                self.err(
-                    Kind::Validation,
-                    format!("{at}.path_prefix"),
-                    "must start with '/'",
-                );
-                continue;
-            }
-            if r.path_prefix.contains(['?', '#']) || has_dot_segment(&r.path_prefix) {
-                self.err(
-                    Kind::Validation,
-                    format!("{at}.path_prefix"),
-                    "must be a plain path without '?', '#', '.' or '..' segments",
-                );
-                continue;
-            }
-            // Requests are matched in normal form: a prefix in another form would never match,
-            // and its requests would fall to a route that may lack its `auth`.
-            if crate::path::normalise(&r.path_prefix)
-                .map_or(true, |n| n.is_changed() || n.is_ambiguous())
-            {
-                self.err(
-                    Kind::Validation,
-                    format!("{at}.path_prefix"),
-                    "must be in normal form: no '//', no percent-encoded letters, digits or '-._~', \
-                     upper-case hex, and no ';', '\\', %2F, %5C or %3B",
-                );
+            if !self.path_prefix_ok(&at, &r.path_prefix) {
                 continue;
             }
             let host = r.host.map(|h| h.to_ascii_lowercase());
@@ -556,6 +556,38 @@ impl Validator<'_> {
             });
         }
         out
+    }
+
+    /// A route's `path_prefix`: absolute, plain, and in the normal form requests are matched in.
+    fn path_prefix_ok(&mut self, at: &str, prefix: &str) -> bool {
+        if !prefix.starts_with('/') {
+            self.err(
+                Kind::Validation,
+                format!("{at}.path_prefix"),
+                "must start with '/'",
+            );
+            return false;
+        }
+        if prefix.contains(['?', '#']) || has_dot_segment(prefix) {
+            self.err(
+                Kind::Validation,
+                format!("{at}.path_prefix"),
+                "must be a plain path without '?', '#', '.' or '..' segments",
+            );
+            return false;
+        }
+        // Requests are matched in normal form: a prefix in another form would never match,
+        // and its requests would fall to a route that may lack its `auth`.
+        if crate::path::normalise(prefix).map_or(true, |n| n.is_changed() || n.is_ambiguous()) {
+            self.err(
+                Kind::Validation,
+                format!("{at}.path_prefix"),
+                "must be in normal form: no '//', no percent-encoded letters, digits or '-._~', \
+                 upper-case hex, and no ';', '\\', %2F, %5C or %3B",
+            );
+            return false;
+        }
+        true
     }
 }
 

@@ -19,12 +19,13 @@ use super::semantics::{self, BadRequest};
 use super::{headers, response_headers};
 use crate::auth::Denied;
 use crate::body::{BodyStats, Counted, OnStall, ReadTimeout, ResponseBody, Tracked, local};
+use crate::config::{Route, Upstream};
 use crate::diag::ErrorText;
 use crate::path::{self, PathError};
 use crate::routes::{RouteEntry, upstream_path};
 use crate::snapshot::{Live, Snapshot};
 use crate::tls::ListenerTls;
-use crate::upstream::ErrorKind;
+use crate::upstream::{ErrorKind, UpstreamError};
 
 /// What the proxy knows about the client connection a request came on.
 #[derive(Debug)]
@@ -287,26 +288,7 @@ async fn forward(
     } = &**entry;
 
     let up = &upstream.config;
-    let path_and_query = match parts.uri.path_and_query() {
-        _ if asterisk => PathAndQuery::from_static("*"),
-        // The common case sends the path as received: share it instead of rebuilding it.
-        Some(pq)
-            if up.base_path.is_empty()
-                && !route.strip_prefix
-                && !path.is_changed()
-                && pq.path().starts_with('/') =>
-        {
-            pq.clone()
-        }
-        _ => {
-            let mut p = upstream_path(&up.base_path, route, path.as_str());
-            if let Some(q) = parts.uri.query() {
-                p.push('?');
-                p.push_str(q);
-            }
-            PathAndQuery::try_from(p).map_err(|_| Refusal::DotSegments)?
-        }
-    };
+    let path_and_query = upstream_target(&parts.uri, &path, route, &up.base_path, asterisk)?;
     if parts.version == Version::HTTP_2 {
         semantics::join_cookies(&mut parts.headers);
     }
@@ -345,21 +327,7 @@ async fn forward(
     let sent = Instant::now();
     let result = tokio::time::timeout(route.timeout, upstream.send(req)).await;
     rec.upstream_time = Some(sent.elapsed());
-    let resp = match result {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) if rec.body.failed() => {
-            tracing::debug!(upstream = %up.name, cause = %ErrorText(&e), "client request body failed");
-            return Err(Refusal::ClientBody);
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(upstream = %up.name, kind = e.kind.as_label(), cause = %ErrorText(&e), "upstream request failed");
-            return Err(Refusal::Upstream(e.kind));
-        }
-        Err(_) => {
-            tracing::warn!(upstream = %up.name, timeout_ms = crate::diag::ms(route.timeout), "upstream response timed out");
-            return Err(Refusal::Upstream(ErrorKind::Timeout));
-        }
-    };
+    let resp = upstream_answer(result, rec, up, route)?;
     let (mut parts, body) = resp.into_parts();
     if let Err(bad) = semantics::check_response(&parts, limits.max_response_header_bytes) {
         tracing::warn!(upstream = %up.name, problem = bad.as_str(), "upstream response refused");
@@ -380,6 +348,61 @@ async fn forward(
             None,
         ),
     ))
+}
+
+/// The path and query sent upstream: the normalised path under the route's `strip_prefix` and
+/// the upstream's base path; the request's own when nothing changes it (shared, not copied).
+fn upstream_target(
+    uri: &Uri,
+    path: &path::Normal<'_>,
+    route: &Route,
+    base_path: &str,
+    asterisk: bool,
+) -> Result<PathAndQuery, Refusal> {
+    Ok(match uri.path_and_query() {
+        _ if asterisk => PathAndQuery::from_static("*"),
+        // The common case sends the path as received: share it instead of rebuilding it.
+        Some(pq)
+            if base_path.is_empty()
+                && !route.strip_prefix
+                && !path.is_changed()
+                && pq.path().starts_with('/') =>
+        {
+            pq.clone()
+        }
+        _ => {
+            let mut p = upstream_path(base_path, route, path.as_str());
+            if let Some(q) = uri.query() {
+                p.push('?');
+                p.push_str(q);
+            }
+            PathAndQuery::try_from(p).map_err(|_| Refusal::DotSegments)?
+        }
+    })
+}
+
+/// The upstream's answer, or the refusal a failed or timed-out send becomes (logged here).
+fn upstream_answer(
+    result: Result<Result<Response<Incoming>, UpstreamError>, tokio::time::error::Elapsed>,
+    rec: &Record,
+    up: &Upstream,
+    route: &Route,
+) -> Result<Response<Incoming>, Refusal> {
+    match result {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) if rec.body.failed() => {
+            tracing::debug!(upstream = %up.name, cause = %ErrorText(&e), "client request body failed");
+            Err(Refusal::ClientBody)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(upstream = %up.name, kind = e.kind.as_label(), cause = %ErrorText(&e), "upstream request failed");
+            Err(Refusal::Upstream(e.kind))
+        }
+        Err(_) => {
+            tracing::warn!(upstream = %up.name, timeout_ms = crate::diag::ms(route.timeout), "upstream response timed out");
+            Err(Refusal::Upstream(ErrorKind::Timeout))
+        }
+    }
 }
 
 /// What a 405 to TRACE allows: every method the proxy forwards.
