@@ -145,81 +145,17 @@ pub fn build(
     let mut problems = Problems::default();
     problems.extend(tls::check_pin_sources(&config.pin_sets, files));
 
-    let mut listeners = HashMap::new();
-    let mut listener_keys = HashMap::new();
-    let mut upstream_keys = HashMap::new();
-    for (li, l) in config.listeners.iter().enumerate() {
-        match tls::build_listener(&config, li, files, &shared.provider, now) {
-            Ok((mut built, w)) => {
-                warnings.extend(w);
-                let key = ListenerTlsKey::new(l, files);
-                if let Some(old) = prev
-                    .and_then(|p| p.listeners.get(&l.name))
-                    .filter(|_| prev.and_then(|p| p.listener_keys.get(&l.name)) == Some(&key))
-                {
-                    // Same certificates and keys: keep the config, and with it session tickets and caches.
-                    built.config = old.config.clone();
-                    built.by_cert = old.by_cert.clone();
-                    built.resolver = old.resolver.clone();
-                }
-                listener_keys.insert(l.name.clone(), key);
-                listeners.insert(l.name.clone(), Arc::new(built));
-            }
-            Err(p) => problems.extend(p),
-        }
-    }
-
-    let mut upstreams = HashMap::new();
-    for u in config.upstreams.values() {
-        if let config::Trust::Ca(ca) = &u.trust {
-            // Read now so the key sees the contents; a missing file is reported below.
-            let _ = files.read(ca);
-        }
-        let key = UpstreamKey::new(&config, u, files);
-        if let Some(old) = prev
-            .and_then(|p| p.upstreams.get(&u.name))
-            .filter(|_| prev.and_then(|p| p.upstream_keys.get(&u.name)) == Some(&key))
-        {
-            // Same url, trust, pins and client limits: the pool and its verified sessions stay valid.
-            upstreams.insert(u.name.clone(), old.clone());
-            upstream_keys.insert(u.name.clone(), key);
-            continue;
-        }
-        let observer = shared.observer(&u.name);
-        let tls = if u.tls {
-            match tls::build_upstream_tls(&config, u, files, &shared.provider, observer.clone()) {
-                Ok(t) => Some(t),
-                Err(p) => {
-                    problems.extend(p);
-                    continue;
-                }
-            }
-        } else {
-            None
-        };
-        match UpstreamClient::new(u, tls.as_ref(), &config.limits, observer, &shared.provider) {
-            Ok(c) => {
-                upstreams.insert(u.name.clone(), Arc::new(c));
-                upstream_keys.insert(u.name.clone(), key);
-            }
-            Err(e) => problems.push(Problem::error(
-                Kind::Tls,
-                &config.file,
-                format!("upstream.{}", u.name),
-                e.to_string(),
-            )),
-        }
-    }
-    let mut policies = HashMap::new();
-    for (name, p) in &config.auth {
-        match auth::Policy::build(p, &config.file, files, SystemTime::now()) {
-            Ok((policy, w)) => {
-                warnings.extend(w);
-                policies.insert(name.as_str(), Arc::new(policy));
-            }
-            Err(p) => problems.extend(p),
-        }
-    }
+    let (listeners, listener_keys) = build_listeners(
+        &config,
+        shared,
+        prev,
+        files,
+        now,
+        &mut warnings,
+        &mut problems,
+    );
+    let (upstreams, upstream_keys) = build_upstreams(&config, shared, prev, files, &mut problems);
+    let policies = build_policies(&config, files, &mut warnings, &mut problems);
     if problems.has_errors() {
         warnings.extend(problems);
         return Err(warnings);
@@ -267,6 +203,119 @@ pub fn build(
         listener_keys,
         upstream_keys,
     })
+}
+
+type Listeners = HashMap<String, Arc<ListenerTls>>;
+type Upstreams = HashMap<String, Arc<UpstreamClient>>;
+
+/// Every listener's TLS; one whose certificates and keys did not change keeps its rustls config,
+/// and with it session tickets and caches.
+fn build_listeners(
+    config: &Config,
+    shared: &Shared,
+    prev: Option<&Snapshot>,
+    files: &mut Files,
+    now: i64,
+    warnings: &mut Problems,
+    problems: &mut Problems,
+) -> (Listeners, HashMap<String, ListenerTlsKey>) {
+    let mut listeners = HashMap::new();
+    let mut listener_keys = HashMap::new();
+    for (li, l) in config.listeners.iter().enumerate() {
+        match tls::build_listener(config, li, files, &shared.provider, now) {
+            Ok((mut built, w)) => {
+                warnings.extend(w);
+                let key = ListenerTlsKey::new(l, files);
+                if let Some(old) = prev
+                    .and_then(|p| p.listeners.get(&l.name))
+                    .filter(|_| prev.and_then(|p| p.listener_keys.get(&l.name)) == Some(&key))
+                {
+                    // Same certificates and keys: keep the config, and with it session tickets and caches.
+                    built.config = old.config.clone();
+                    built.by_cert = old.by_cert.clone();
+                    built.resolver = old.resolver.clone();
+                }
+                listener_keys.insert(l.name.clone(), key);
+                listeners.insert(l.name.clone(), Arc::new(built));
+            }
+            Err(p) => problems.extend(p),
+        }
+    }
+
+    (listeners, listener_keys)
+}
+
+/// Every upstream's client; one whose url, trust, pins and limits did not change keeps its pool.
+fn build_upstreams(
+    config: &Config,
+    shared: &Shared,
+    prev: Option<&Snapshot>,
+    files: &mut Files,
+    problems: &mut Problems,
+) -> (Upstreams, HashMap<String, UpstreamKey>) {
+    let mut upstreams = HashMap::new();
+    let mut upstream_keys = HashMap::new();
+    for u in config.upstreams.values() {
+        if let config::Trust::Ca(ca) = &u.trust {
+            // Read now so the key sees the contents; a missing file is reported below.
+            let _ = files.read(ca);
+        }
+        let key = UpstreamKey::new(config, u, files);
+        if let Some(old) = prev
+            .and_then(|p| p.upstreams.get(&u.name))
+            .filter(|_| prev.and_then(|p| p.upstream_keys.get(&u.name)) == Some(&key))
+        {
+            // Same url, trust, pins and client limits: the pool and its verified sessions stay valid.
+            upstreams.insert(u.name.clone(), old.clone());
+            upstream_keys.insert(u.name.clone(), key);
+            continue;
+        }
+        let observer = shared.observer(&u.name);
+        let tls = if u.tls {
+            match tls::build_upstream_tls(config, u, files, &shared.provider, observer.clone()) {
+                Ok(t) => Some(t),
+                Err(p) => {
+                    problems.extend(p);
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        match UpstreamClient::new(u, tls.as_ref(), &config.limits, observer, &shared.provider) {
+            Ok(c) => {
+                upstreams.insert(u.name.clone(), Arc::new(c));
+                upstream_keys.insert(u.name.clone(), key);
+            }
+            Err(e) => problems.push(Problem::error(
+                Kind::Tls,
+                &config.file,
+                format!("upstream.{}", u.name),
+                e.to_string(),
+            )),
+        }
+    }
+    (upstreams, upstream_keys)
+}
+
+/// Every `[auth.NAME]` policy with its key files read.
+fn build_policies<'c>(
+    config: &'c Config,
+    files: &mut Files,
+    warnings: &mut Problems,
+    problems: &mut Problems,
+) -> HashMap<&'c str, Arc<auth::Policy>> {
+    let mut policies = HashMap::new();
+    for (name, p) in &config.auth {
+        match auth::Policy::build(p, &config.file, files, SystemTime::now()) {
+            Ok((policy, w)) => {
+                warnings.extend(w);
+                policies.insert(name.as_str(), Arc::new(policy));
+            }
+            Err(p) => problems.extend(p),
+        }
+    }
+    policies
 }
 
 pub fn unix_now() -> i64 {
