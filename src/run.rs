@@ -105,7 +105,7 @@ pub async fn start(config: &Path) -> Result<Running, RunError> {
     for w in first.warnings.warnings() {
         tracing::warn!("{w}");
     }
-    Inventory::of(&first, &shared.metrics, snapshot::unix_now()).log_served();
+    Inventory::of(&first, &shared.metrics, crate::clock::unix_now()).log_served();
     for t in first.listeners.values() {
         for c in &t.certs {
             if c.path[0].subject.contains(DEV_MARKER) {
@@ -143,7 +143,7 @@ pub async fn start(config: &Path) -> Result<Running, RunError> {
     live.shared
         .metrics
         .config_last_reload_ok_ts
-        .set(snapshot::unix_now() as f64);
+        .set(crate::clock::unix_now() as f64);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let tracker = TaskTracker::new();

@@ -12,12 +12,13 @@ mod watch;
 
 use std::path::{Path, PathBuf};
 
+use crate::clock::unix_now;
 use crate::config::Config;
 use crate::diag::{Kind, Problems};
 use crate::files::Files;
 use crate::logfmt::LogList;
 use crate::metrics::Metrics;
-use crate::snapshot::{self, Live, Snapshot, unix_now};
+use crate::snapshot::{self, Live, Snapshot};
 
 pub use status::{Finished, Outcome, ReloadStatus, ReloadView};
 pub use task::spawn;

@@ -9,9 +9,9 @@ use tokio::sync::watch;
 
 use super::rotation::Rotation;
 use super::watch::Trigger;
+use crate::clock::{fmt_time, unix_now};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::snapshot::unix_now;
 use crate::sync::lock;
 
 /// What one reload attempt did.
@@ -139,8 +139,8 @@ impl ReloadStatus {
         let st = self.lock();
         ReloadView {
             last_successful: st.last_ok,
-            last_success: crate::tls::fmt_time(st.last_success),
-            last_attempt: crate::tls::fmt_time(st.last_attempt),
+            last_success: fmt_time(st.last_success),
+            last_attempt: fmt_time(st.last_attempt),
             last_error: st.last_error.clone(),
             attempts: st.attempts,
             last_trigger: st.last_trigger,
