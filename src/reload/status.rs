@@ -2,8 +2,8 @@
 //! the status page, and a watch that says "reload N finished" for whoever waits on one.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
@@ -77,16 +77,17 @@ pub(super) struct State {
     pub attempted: Vec<PathBuf>,
     /// The key rotations of the last reload that rotated one, with the backups left.
     pub last_rotation: Vec<Rotation>,
+    /// Attempts begun: `READY=1` after SIGHUP waits for one that began after the signal.
+    started: u64,
+    /// The config the process started with (what its sockets are bound to), taken by the first
+    /// reload from the snapshot running then.
+    boot: Option<Arc<Config>>,
 }
 
 /// The outcome of the reload attempts so far, for `/status`, the metrics and waiters.
 #[derive(Debug)]
 pub struct ReloadStatus {
     state: Mutex<State>,
-    /// The config the process started with: what its sockets are bound to.
-    boot: OnceLock<Arc<Config>>,
-    /// Attempts begun: `READY=1` after SIGHUP waits for one that began after the signal.
-    started: AtomicU64,
     finished: watch::Sender<Finished>,
     /// Test hook: while armed, every reload panics after reading its inputs.
     panic_armed: AtomicBool,
@@ -114,9 +115,9 @@ impl ReloadStatus {
                 needs_restart: Vec::new(),
                 attempted: Vec::new(),
                 last_rotation: Vec::new(),
+                started: 0,
+                boot: None,
             }),
-            boot: OnceLock::new(),
-            started: AtomicU64::new(0),
             finished: watch::Sender::new(Finished {
                 n: 0,
                 outcome: None,
@@ -131,7 +132,10 @@ impl ReloadStatus {
 
     /// The boot config, fixed by the first reload from the snapshot running then.
     pub(super) fn boot(&self, running: &Arc<Config>) -> Arc<Config> {
-        self.boot.get_or_init(|| running.clone()).clone()
+        self.lock()
+            .boot
+            .get_or_insert_with(|| running.clone())
+            .clone()
     }
 
     /// What `/status` and the status page show under `reload`.
@@ -152,7 +156,7 @@ impl ReloadStatus {
 
     /// Reload attempts begun so far (reloads run one at a time).
     pub fn started(&self) -> u64 {
-        self.started.load(Ordering::Acquire)
+        self.lock().started
     }
 
     /// Reload attempts completed so far (swapped, unchanged, rejected or failed).
@@ -179,7 +183,7 @@ impl ReloadStatus {
     }
 
     pub(super) fn begin(&self) {
-        self.started.fetch_add(1, Ordering::AcqRel);
+        self.lock().started += 1;
     }
 
     pub(super) fn attempt(&self, trigger: Trigger) {
@@ -243,4 +247,63 @@ pub struct ReloadView {
     pub needs_restart: Vec<String>,
     /// The last reload that moved a served certificate to another key: the backups left.
     pub last_rotation: Vec<Rotation>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiter_sees_each_finished_reload_with_its_outcome() {
+        let status = ReloadStatus::new();
+        let rx = status.subscribe();
+        status.begin();
+        status.finish(Outcome::Swapped { generation: 2 });
+        assert_eq!(status.started(), 1);
+        assert_eq!(
+            *rx.borrow(),
+            Finished {
+                n: 1,
+                outcome: Some(Outcome::Swapped { generation: 2 })
+            }
+        );
+        assert_eq!(status.finished(), 1);
+    }
+
+    #[test]
+    fn a_panicked_reload_is_shown_and_counted_as_failed() {
+        let metrics = Metrics::new().expect("metrics");
+        let status = ReloadStatus::new();
+        status.begin();
+        status.attempt(Trigger::Signal);
+        status.panicked(&metrics, "boom");
+        let view = status.view();
+        assert!(!view.last_successful);
+        assert_eq!(view.last_outcome, Some(Outcome::Failed));
+        assert_eq!(view.last_trigger, Some(Trigger::Signal));
+        assert!(
+            view.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("boom"))
+        );
+        assert_eq!(
+            metrics
+                .config_reloads
+                .with_label_values(&["failure", INTERNAL])
+                .get(),
+            1
+        );
+        assert_eq!(metrics.config_last_reload_ok.get(), 0);
+        assert_eq!(status.finished(), 1);
+    }
+
+    #[test]
+    fn the_view_serialises_trigger_and_outcome_as_the_words_status_shows() {
+        let status = ReloadStatus::new();
+        status.attempt(Trigger::Signal);
+        status.finish(Outcome::StillFailing);
+        let json = serde_json::to_value(status.view()).expect("json");
+        assert_eq!(json["last_trigger"], "sighup");
+        assert_eq!(json["last_outcome"], "still_failing");
+    }
 }
