@@ -206,11 +206,13 @@ impl ReloadStatus {
         });
     }
 
-    /// A reload that did not return (it panicked): counted and shown as failed; the running
-    /// snapshot was never replaced, so it keeps serving.
-    pub(super) fn panicked(&self, metrics: &Metrics, cause: &str) {
+    /// A reload that did not return (it panicked): counted and shown as failed. The swap is
+    /// atomic, so a whole snapshot serves, generation `running` (the old one unless the bug
+    /// struck after the swap).
+    pub(super) fn panicked(&self, metrics: &Metrics, cause: &str, running: u64) {
         tracing::error!(
             cause,
+            generation = running,
             "reload failed on an internal error (a bug); the running config stays"
         );
         metrics
@@ -222,7 +224,7 @@ impl ReloadStatus {
             let mut st = self.lock();
             st.last_ok = false;
             st.last_error = Some(format!(
-                "the reload failed on an internal error (a bug): {cause}; the running config stays"
+                "the reload failed on an internal error (a bug): {cause}; generation {running} serves"
             ));
             // Not a verdict on the files: the next attempt judges them afresh.
             st.failed_digest = None;
@@ -276,7 +278,7 @@ mod tests {
         let status = ReloadStatus::new();
         status.begin();
         status.attempt(Trigger::Signal);
-        status.panicked(&metrics, "boom");
+        status.panicked(&metrics, "boom", 1);
         let view = status.view();
         assert!(!view.last_successful);
         assert_eq!(view.last_outcome, Some(Outcome::Failed));

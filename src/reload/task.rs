@@ -97,6 +97,7 @@ impl Loop {
     /// One reload on a blocking thread. A panic there is contained: logged, counted as a failed
     /// reload, and the snapshot that was running keeps running.
     async fn once(&self, trigger: Trigger) {
+        let before = self.live.current().generation;
         let (live, path, status) = (self.live.clone(), self.path.clone(), self.status.clone());
         let outcome =
             tokio::task::spawn_blocking(move || super::reload(&live, &path, &status, trigger))
@@ -110,7 +111,13 @@ impl Loop {
                 } else {
                     e.to_string()
                 };
-                self.status.panicked(&self.live.shared.metrics, &cause);
+                // A bug after the swap leaves the new snapshot serving: say which one runs.
+                let running = self.live.current().generation;
+                if running != before {
+                    self.kick.notify_one();
+                }
+                self.status
+                    .panicked(&self.live.shared.metrics, &cause, running);
             }
         }
     }
