@@ -102,6 +102,20 @@ pub enum ExportFormat {
     Envoy,
 }
 
+impl From<ExportFormat> for crate::export::Format {
+    fn from(f: ExportFormat) -> Self {
+        use crate::export::Format;
+        match f {
+            ExportFormat::Android => Format::Android,
+            ExportFormat::Trustkit => Format::Trustkit,
+            ExportFormat::Apple => Format::Apple,
+            ExportFormat::Okhttp => Format::Okhttp,
+            ExportFormat::Curl => Format::Curl,
+            ExportFormat::Envoy => Format::Envoy,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     #[command(flatten)]

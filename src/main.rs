@@ -152,8 +152,10 @@ fn run(config: &Path) -> anyhow::Result<u8> {
             tokio::select! {
                 _ = hup.recv() => {
                     service::reloading();
+                    // Subscribed before the trigger, so the finish cannot be missed.
+                    let done = running.reload_status.subscribe();
                     let target = running.reload_status.started() + 1;
-                    tokio::spawn(ready_after_reload(running.reload_status.clone(), target));
+                    tokio::spawn(ready_after_reload(done, target));
                     running.reload();
                 }
                 _ = term.recv() => break,
@@ -182,11 +184,15 @@ const EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 /// `READY=1` once a reload that began after the signal has completed, whatever its outcome (a
 /// rejected reload leaves the old config serving, which is ready too). Reloads run one at a
 /// time, so the next one to begin sees every file as it was at the signal.
-async fn ready_after_reload(status: std::sync::Arc<pinproxy::reload::ReloadStatus>, target: u64) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
-    while status.finished() < target && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+async fn ready_after_reload(
+    mut done: tokio::sync::watch::Receiver<pinproxy::reload::Finished>,
+    target: u64,
+) {
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        done.wait_for(|f| f.n >= target),
+    )
+    .await;
     service::ready();
 }
 

@@ -5,10 +5,9 @@
 //! back from [`Running`].
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
@@ -21,7 +20,7 @@ use crate::expiry::{self, Sweeper};
 use crate::files::Files;
 use crate::inventory::Inventory;
 use crate::metrics::Metrics;
-use crate::reload::{self, Outcome, ReloadStatus, Trigger};
+use crate::reload::{self, ReloadStatus, Trigger};
 use crate::snapshot::{self, Live, Shared};
 
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +105,7 @@ pub async fn start(config: &Path) -> Result<Running, RunError> {
     for w in first.warnings.warnings() {
         tracing::warn!("{w}");
     }
-    Inventory::of(&first, &shared.metrics, snapshot::unix_now()).log_served();
+    Inventory::of(&first, &shared.metrics, crate::clock::unix_now()).log_served();
     for t in first.listeners.values() {
         for c in &t.certs {
             if c.path[0].subject.contains(DEV_MARKER) {
@@ -144,7 +143,7 @@ pub async fn start(config: &Path) -> Result<Running, RunError> {
     live.shared
         .metrics
         .config_last_reload_ok_ts
-        .set(snapshot::unix_now() as f64);
+        .set(crate::clock::unix_now() as f64);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let tracker = TaskTracker::new();
@@ -187,17 +186,8 @@ pub async fn start(config: &Path) -> Result<Running, RunError> {
         sweeper,
         kick.clone(),
     )));
-    let (tx, rx) = mpsc::channel(1);
-    // Armed before `start` returns: a file written right after start-up must not be missed.
-    let armed = arm(&live, &reload_status, &tx, None);
-    background.push(tokio::spawn(reload_loop(
-        live.clone(),
-        path,
-        reload_status.clone(),
-        (tx.clone(), rx),
-        armed,
-        kick,
-    )));
+    let (reloader, tx) = reload::spawn(live.clone(), path, reload_status.clone(), kick);
+    background.push(reloader);
 
     Ok(Running {
         listeners,
@@ -212,95 +202,5 @@ pub async fn start(config: &Path) -> Result<Running, RunError> {
     })
 }
 
-async fn reload_loop(
-    live: Arc<Live>,
-    path: PathBuf,
-    status: Arc<ReloadStatus>,
-    (tx, mut rx): (mpsc::Sender<Trigger>, mpsc::Receiver<Trigger>),
-    // Dropping the watcher stops watching: hold it, replacing it only with a working one.
-    mut armed: Option<(notify::RecommendedWatcher, WatchedDirs)>,
-    kick: Arc<Notify>,
-) {
-    loop {
-        let poll = live.current().config.reload.poll_interval;
-        let mut trigger = tokio::select! {
-            t = rx.recv() => match t { Some(t) => t, None => return },
-            _ = sleep_or_never(poll) => Trigger::Poll,
-        };
-        if trigger == Trigger::Files {
-            // Editors and `kubectl` write in several steps: let them finish.
-            tokio::time::sleep(DEBOUNCE).await;
-            while let Ok(t) = rx.try_recv() {
-                // A signal that came meanwhile is served by this reload: say so in the log.
-                if t == Trigger::Signal {
-                    trigger = t;
-                }
-            }
-        }
-        let (l, p, s) = (live.clone(), path.clone(), status.clone());
-        let outcome =
-            tokio::task::spawn_blocking(move || reload::reload(&l, &p, &s, trigger)).await;
-        if let Ok(Outcome::Swapped { .. }) = outcome {
-            kick.notify_one();
-        }
-        // Re-arm only when the directories to watch, or their identities, changed: inputs may
-        // have moved and a directory may have been recreated under the same name (its old watch
-        // is dead). Replacing a working watcher for nothing would drop events queued on it.
-        let current = armed.as_ref().map(|(_, dirs)| dirs);
-        if let Some(next) = arm(&live, &status, &tx, current) {
-            // A directory watched only from now on may have changed between the read and the
-            // arming (a missing file's directory appearing, a new `..data` version): look again.
-            if armed.is_some() {
-                let _ = tx.try_send(Trigger::Files);
-            }
-            armed = Some(next);
-        }
-    }
-}
-
-/// The directories to watch, each with the identity (device, inode) it has now.
-type WatchedDirs = std::collections::BTreeMap<PathBuf, Option<(u64, u64)>>;
-
-/// A watcher over everything the running snapshot and the last rejected attempt read, unless
-/// that is exactly `unless` (then `None`: keep the one armed).
-fn arm(
-    live: &Live,
-    status: &ReloadStatus,
-    tx: &mpsc::Sender<Trigger>,
-    unless: Option<&WatchedDirs>,
-) -> Option<(notify::RecommendedWatcher, WatchedDirs)> {
-    use std::os::unix::fs::MetadataExt as _;
-    let mut inputs = reload::inputs(&live.current());
-    inputs.extend(status.attempted_inputs());
-    let dirs = reload::dirs_to_watch(&inputs);
-    let ids: WatchedDirs = dirs
-        .iter()
-        .map(|d| {
-            (
-                d.clone(),
-                std::fs::metadata(d).ok().map(|m| (m.dev(), m.ino())),
-            )
-        })
-        .collect();
-    if unless == Some(&ids) {
-        return None;
-    }
-    match reload::watch_dirs(&dirs, tx.clone()) {
-        Ok(w) => Some((w, ids)),
-        Err(e) => {
-            tracing::warn!(cause = %e, "cannot watch files; reload on SIGHUP or set [reload] poll_interval");
-            None
-        }
-    }
-}
-
-async fn sleep_or_never(d: Option<Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Subjects of the development certificate shipped in the repository contain this.
 pub const DEV_MARKER: &str = "pinproxy DEVELOPMENT";
-const DEBOUNCE: Duration = Duration::from_millis(200);

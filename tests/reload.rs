@@ -359,6 +359,44 @@ async fn polling_picks_up_a_change_the_watcher_cannot_see() {
 // ---- rejected reloads ------------------------------------------------------------------------
 
 #[tokio::test]
+async fn a_reload_that_panics_is_counted_as_failed_the_old_state_serves_and_the_next_reload_applies()
+ {
+    let s = Setup::new("").await;
+    let r = s.start().await;
+    let g0 = generation(r.admin).await;
+    let mut done = r.reload_status.subscribe();
+    // Armed, every reload of this proxy panics after reading its inputs.
+    r.reload_status.panic_on_reload(true);
+    std::fs::write(s.config_path(), s.config("/v2", "")).expect("edit config");
+    tokio::time::timeout(
+        RELOAD_WAIT,
+        done.wait_for(|f| f.outcome == Some(pinproxy::reload::Outcome::Failed)),
+    )
+    .await
+    .expect("a reload finished in time")
+    .expect("the reload task is running");
+    assert_old_state_serves(&s, &r, g0).await;
+    assert_eq!(
+        status_of(&s.client(&r), "/v2/x").await,
+        404,
+        "edit not applied"
+    );
+    let status = reload_status(r.admin).await;
+    assert_eq!(status["last_outcome"], "failed");
+    assert_eq!(status["last_successful"], false);
+    let err = status["last_error"].to_string();
+    assert!(err.contains("internal error"), "{err}");
+    assert!(reloads(r.admin, "failure", Some("internal")).await >= 1.0);
+
+    // The reload task outlived the panic: disarmed, the next reload applies the edit.
+    r.reload_status.panic_on_reload(false);
+    r.reload();
+    wait_generation(r.admin, g0 + 1).await;
+    assert_eq!(status_of(&s.client(&r), "/v2/x").await, 200, "edit applied");
+    assert_eq!(last_reload_successful(r.admin).await, 1.0);
+}
+
+#[tokio::test]
 async fn invalid_toml_is_rejected_once_the_old_config_serves_and_reverting_recovers() {
     let s = Setup::new("").await;
     let r = s.start().await;

@@ -21,9 +21,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::unix_now;
 use crate::inventory::Inventory;
 use crate::reload::{ReloadStatus, ReloadView};
-use crate::snapshot::{Live, Snapshot, unix_now};
+use crate::snapshot::{Live, Snapshot};
 
 /// State the admin endpoints report besides the snapshot.
 #[derive(Debug)]

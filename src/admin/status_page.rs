@@ -58,8 +58,8 @@ fn reload_section(h: &mut String, r: &ReloadView) {
          last attempt {} ({}, {}) · {} attempt(s)</p>",
         esc(&r.last_success),
         esc(&r.last_attempt),
-        esc(r.last_trigger.unwrap_or("none yet")),
-        esc(r.last_outcome.unwrap_or("-")),
+        esc(r.last_trigger.map_or("none yet", |t| t.as_str())),
+        esc(r.last_outcome.map_or("-", |o| o.as_str())),
         r.attempts,
     );
     if let Some(e) = &r.last_error {

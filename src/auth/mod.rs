@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use http::header::{HeaderMap, HeaderName};
 
+use crate::clock::unix_now;
 use crate::config::{AuthKind, AuthMode, AuthPolicy, Config, KeyFile};
 use crate::diag::{Kind, Problem, Problems};
 use crate::files::Files;
@@ -173,7 +174,7 @@ impl Policy {
             Checker::Jwt(j) => {
                 let token = std::str::from_utf8(token)
                     .map_err(|_| Failure::new(AuthResult::BadSignature, "token is not ASCII"))?;
-                j.verify(token, headers, unix_now())
+                j.verify(token, headers, u64::try_from(unix_now()).unwrap_or(0))
             }
         }
     }
@@ -241,12 +242,6 @@ fn stale_key_file(policy: &AuthPolicy, config_file: &Path, now: SystemTime) -> P
 fn file_age(path: &Path, now: SystemTime) -> Option<Duration> {
     let modified = std::fs::metadata(path).ok()?.modified().ok()?;
     now.duration_since(modified).ok()
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

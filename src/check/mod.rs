@@ -10,10 +10,11 @@ pub mod service;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::clock::unix_now;
 use crate::files::Files;
 use crate::inventory::{CertView, Inventory};
 use crate::metrics::Metrics;
-use crate::snapshot::{self, Shared, unix_now};
+use crate::snapshot::{self, Shared};
 
 /// The outcome of a check: `ok` is false when any error was found.
 #[derive(Debug)]

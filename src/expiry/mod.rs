@@ -14,11 +14,12 @@ use std::time::{Duration, Instant, SystemTime};
 use prometheus::{GaugeVec, IntGaugeVec};
 use tokio::sync::Notify;
 
+use crate::clock::{fmt_time, unix_now};
 use crate::config::Expiry;
 use crate::inventory::{Inventory, judge};
 use crate::metrics::Metrics;
-use crate::snapshot::{Live, unix_now};
-use crate::tls::{Position, fmt_time};
+use crate::snapshot::Live;
+use crate::tls::Position;
 
 /// Remembers which series the last sweep set (to remove the ones that went away) and which
 /// items were logged since the last scheduled sweep.

@@ -9,7 +9,6 @@
 mod text;
 mod xml;
 
-use crate::cli::ExportFormat;
 use crate::pin::{KeyAlgorithm, Pin, PinKind, PinSet};
 
 /// What a client format is rendered from.
@@ -79,27 +78,36 @@ pub enum ExportError {
     UnsupportedKeyForTrustKit { origin: String, algorithm: String },
 }
 
+/// The client formats a pin set exports to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Android,
+    Trustkit,
+    Apple,
+    Okhttp,
+    Curl,
+    Envoy,
+}
+
 /// The `--format` value as the operator types it.
-pub fn format_name(format: ExportFormat) -> &'static str {
+pub fn format_name(format: Format) -> &'static str {
     match format {
-        ExportFormat::Android => "android",
-        ExportFormat::Trustkit => "trustkit",
-        ExportFormat::Apple => "apple",
-        ExportFormat::Okhttp => "okhttp",
-        ExportFormat::Curl => "curl",
-        ExportFormat::Envoy => "envoy",
+        Format::Android => "android",
+        Format::Trustkit => "trustkit",
+        Format::Apple => "apple",
+        Format::Okhttp => "okhttp",
+        Format::Curl => "curl",
+        Format::Envoy => "envoy",
     }
 }
 
 /// Renders `input` for `format`, or refuses when the result would lock apps out of the proxy.
-pub fn render(format: ExportFormat, input: &ExportInput<'_>) -> Result<Export, ExportError> {
+pub fn render(format: Format, input: &ExportInput<'_>) -> Result<Export, ExportError> {
     let mut warnings = Vec::new();
     match format {
-        ExportFormat::Curl | ExportFormat::Envoy | ExportFormat::Apple => {
-            check_leaf_keys(format, input)?
-        }
-        ExportFormat::Trustkit => check_trustkit(input)?,
-        ExportFormat::Android | ExportFormat::Okhttp => {}
+        Format::Curl | Format::Envoy | Format::Apple => check_leaf_keys(format, input)?,
+        Format::Trustkit => check_trustkit(input)?,
+        Format::Android | Format::Okhttp => {}
     }
     for chain in input
         .served
@@ -113,8 +121,8 @@ pub fn render(format: ExportFormat, input: &ExportInput<'_>) -> Result<Export, E
         ));
     }
     let text = match format {
-        ExportFormat::Android => xml::android(input),
-        ExportFormat::Trustkit => {
+        Format::Android => xml::android(input),
+        Format::Trustkit => {
             warnings.push(
                 "TSKSwizzleNetworkDelegates is true (TrustKit hooks NSURLSession delegates itself); set it to \
                  false if the app calls TSKPinningValidator in its own delegates. Needs TrustKit 1.6 or later"
@@ -122,7 +130,7 @@ pub fn render(format: ExportFormat, input: &ExportInput<'_>) -> Result<Export, E
             );
             xml::trustkit(input)
         }
-        ExportFormat::Apple => {
+        Format::Apple => {
             if input.pin_set.pins.iter().any(|p| p.kind == PinKind::Ca) {
                 check_apple_ca(input)?;
             }
@@ -133,7 +141,7 @@ pub fn render(format: ExportFormat, input: &ExportInput<'_>) -> Result<Export, E
             ));
             xml::apple(input)
         }
-        ExportFormat::Okhttp => {
+        Format::Okhttp => {
             warnings.push(format!(
                 "OkHttp pins never expire (pin set \"{}\" says {}): ship an app update before you serve a key not \
                  listed here",
@@ -141,7 +149,7 @@ pub fn render(format: ExportFormat, input: &ExportInput<'_>) -> Result<Export, E
             ));
             text::okhttp(input)
         }
-        ExportFormat::Curl | ExportFormat::Envoy => {
+        Format::Curl | Format::Envoy => {
             let left_out = input
                 .pin_set
                 .pins
@@ -154,7 +162,7 @@ pub fn render(format: ExportFormat, input: &ExportInput<'_>) -> Result<Export, E
                     format_name(format)
                 ));
             }
-            if format == ExportFormat::Curl {
+            if format == Format::Curl {
                 text::curl(input)
             } else {
                 text::envoy(input)
@@ -177,7 +185,7 @@ fn matches_any(set: &PinSet, chain: &ServedChain) -> bool {
 }
 
 /// Leaf-only clients (and Apple's leaf identities) need a `key` pin for every served leaf.
-fn check_leaf_keys(format: ExportFormat, input: &ExportInput<'_>) -> Result<(), ExportError> {
+fn check_leaf_keys(format: Format, input: &ExportInput<'_>) -> Result<(), ExportError> {
     let set = input.pin_set;
     if input.served.is_empty() {
         return Err(ExportError::NothingServed {

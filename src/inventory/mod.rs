@@ -17,11 +17,12 @@ use prometheus::IntCounterVec;
 use prometheus::core::Collector as _;
 use serde::Serialize;
 
+use crate::clock::fmt_time;
 use crate::expiry::{Urgency, days_left, is_stale};
 use crate::metrics::Metrics;
 use crate::pin::{CertInfo, Pin, PinSet};
 use crate::snapshot::Snapshot;
-use crate::tls::{ChainMatch, Position, fmt_time};
+use crate::tls::{ChainMatch, Position};
 use judge::{PinSetStanding, Role};
 
 /// Everything one snapshot serves, as facts.

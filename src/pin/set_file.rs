@@ -126,7 +126,7 @@ fn load_one(
         .map_err(|e| Problem::error(Kind::File, path, "", format!("cannot read: {e}")))?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| Problem::error(Kind::Parse, path, "", "not UTF-8 text"))?;
-    let raw: RawPinSet = crate::config::parse_toml(text, path)?;
+    let raw: RawPinSet = crate::tomlfile::parse_toml(text, path)?;
 
     let mut problems = Problems::default();
     let toml_expires = match raw.expires {

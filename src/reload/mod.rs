@@ -6,157 +6,53 @@
 //! nothing but the reload metrics, the status, and one error log naming file and field.
 
 mod rotation;
+mod status;
+mod task;
 mod watch;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::clock::unix_now;
 use crate::config::Config;
 use crate::diag::{Kind, Problems};
 use crate::files::Files;
 use crate::logfmt::LogList;
 use crate::metrics::Metrics;
-use crate::snapshot::{self, Live, Snapshot, unix_now};
-use crate::sync::lock;
+use crate::snapshot::{self, Live, Snapshot};
 
+pub use status::{Finished, Outcome, ReloadStatus, ReloadView};
+pub use task::spawn;
 pub use watch::{Trigger, dirs_to_watch, watch_dirs, watch_files};
-
-/// The outcome of the last reload attempts, for `/status` and the metrics.
-#[derive(Debug)]
-pub struct ReloadStatus {
-    last_ok: AtomicBool,
-    last_success: AtomicI64,
-    last_attempt: AtomicI64,
-    last_error: Mutex<Option<String>>,
-    /// Digest of the inputs of the last failed attempt, so the same bad files are reported once.
-    failed_digest: Mutex<Option<String>>,
-    /// Attempts so far, whatever their outcome (unchanged ones included).
-    attempts: AtomicU64,
-    /// Attempts begun and completed (outcome known, swap done): `READY=1` after SIGHUP waits
-    /// for one that began after the signal to complete.
-    started: AtomicU64,
-    finished: AtomicU64,
-    last_trigger: Mutex<Option<&'static str>>,
-    last_outcome: Mutex<Option<&'static str>>,
-    /// The config the process started with: what its sockets are bound to.
-    boot: OnceLock<Arc<Config>>,
-    /// Items of the running config that differ from `boot` and wait for a restart.
-    needs_restart: Mutex<Vec<String>>,
-    /// Files the last failed attempt read or looked for, so the watcher also follows files
-    /// that a rejected config names (a referenced file that does not exist yet).
-    attempted: Mutex<Vec<PathBuf>>,
-    /// The key rotations of the last reload that rotated one, with the backups left.
-    last_rotation: Mutex<Vec<rotation::Rotation>>,
-}
-
-impl ReloadStatus {
-    pub fn new() -> Self {
-        let now = unix_now();
-        ReloadStatus {
-            last_ok: AtomicBool::new(true),
-            last_success: AtomicI64::new(now),
-            last_attempt: AtomicI64::new(now),
-            last_error: Mutex::new(None),
-            failed_digest: Mutex::new(None),
-            attempts: AtomicU64::new(0),
-            started: AtomicU64::new(0),
-            finished: AtomicU64::new(0),
-            last_trigger: Mutex::new(None),
-            last_outcome: Mutex::new(None),
-            boot: OnceLock::new(),
-            needs_restart: Mutex::new(Vec::new()),
-            attempted: Mutex::new(Vec::new()),
-            last_rotation: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// What `/status` and the status page show under `reload`.
-    pub fn view(&self) -> ReloadView {
-        ReloadView {
-            last_successful: self.last_ok.load(Ordering::Relaxed),
-            last_success: crate::tls::fmt_time(self.last_success.load(Ordering::Relaxed)),
-            last_attempt: crate::tls::fmt_time(self.last_attempt.load(Ordering::Relaxed)),
-            last_error: lock(&self.last_error).clone(),
-            attempts: self.attempts.load(Ordering::Relaxed),
-            last_trigger: *lock(&self.last_trigger),
-            last_outcome: *lock(&self.last_outcome),
-            needs_restart: lock(&self.needs_restart).clone(),
-            last_rotation: lock(&self.last_rotation).clone(),
-        }
-    }
-
-    /// Reload attempts begun so far (reloads run one at a time).
-    pub fn started(&self) -> u64 {
-        self.started.load(Ordering::Acquire)
-    }
-
-    /// Reload attempts completed so far (swapped, unchanged or rejected).
-    pub fn finished(&self) -> u64 {
-        self.finished.load(Ordering::Acquire)
-    }
-
-    /// Files a rejected config named beyond those of the running snapshot: the watcher follows
-    /// them too, so creating a missing file triggers a reload.
-    pub fn attempted_inputs(&self) -> Vec<PathBuf> {
-        lock(&self.attempted).clone()
-    }
-}
-
-/// The reload status as `/status` serialises it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ReloadView {
-    pub last_successful: bool,
-    pub last_success: String,
-    pub last_attempt: String,
-    pub last_error: Option<String>,
-    pub attempts: u64,
-    pub last_trigger: Option<&'static str>,
-    pub last_outcome: Option<&'static str>,
-    pub needs_restart: Vec<String>,
-    /// The last reload that moved a served certificate to another key: the backups left.
-    pub last_rotation: Vec<rotation::Rotation>,
-}
-
-impl Default for ReloadStatus {
-    fn default() -> Self {
-        ReloadStatus::new()
-    }
-}
-
-/// What one reload attempt did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Inputs are the same as what runs (after a failure: recovered).
-    Unchanged,
-    /// Inputs are the same bad ones as last time; already reported.
-    StillFailing,
-    Swapped {
-        generation: u64,
-    },
-    Failed,
-}
-
-impl Outcome {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Outcome::Unchanged => "unchanged",
-            Outcome::StillFailing => "still_failing",
-            Outcome::Swapped { .. } => "swapped",
-            Outcome::Failed => "failed",
-        }
-    }
-}
 
 /// Rebuilds from `path` and swaps the result in if it differs from what runs.
 pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: Trigger) -> Outcome {
-    status.started.fetch_add(1, Ordering::AcqRel);
+    status.begin();
     let cur = live.current();
-    let boot = status.boot.get_or_init(|| cur.config.clone()).clone();
-    let metrics = &live.shared.metrics;
-    let trigger = trigger.as_str();
+    let boot = status.boot(&cur.config);
+    let (result, files) = build_settled(live, path, &cur, status);
+    status.attempt(trigger);
+    let outcome = match result {
+        Ok(next) if next.digest == cur.digest => {
+            unchanged(&live.shared.metrics, status, &cur, trigger)
+        }
+        Ok(next) => swapped(live, status, &cur, next, &boot, trigger),
+        Err(problems) => rejected(&live.shared.metrics, status, &files, &problems, trigger),
+    };
+    status.finish(outcome);
+    outcome
+}
+
+/// Builds the next snapshot. A certificate and key rewritten in place arrive one after the
+/// other: give the pair a moment to match before judging, unless these very files were already
+/// judged.
+fn build_settled(
+    live: &Live,
+    path: &Path,
+    cur: &Snapshot,
+    status: &ReloadStatus,
+) -> (Result<Snapshot, Problems>, Files) {
     let build = |files: &mut Files| {
-        snapshot::build(path, &live.shared, Some(&cur), cur.generation + 1, files)
+        snapshot::build(path, &live.shared, Some(cur), cur.generation + 1, files)
     };
     let mut files = Files::new();
     let mut result = build(&mut files);
@@ -164,133 +60,157 @@ pub fn reload(live: &Live, path: &Path, status: &ReloadStatus, trigger: Trigger)
         r.as_ref()
             .is_err_and(|p| p.errors().all(|e| e.kind == Kind::KeyMismatch))
     };
-    // A certificate and key rewritten in place arrive one after the other: give the pair a
-    // moment to match before judging, unless these very files were already judged.
-    if settling(&result) && lock(&status.failed_digest).as_deref() != Some(&files.digest()) {
+    if !settling(&result) || status.lock().failed_digest.as_deref() == Some(&files.digest()) {
+        return (result, files);
+    }
+    tracing::info!(
+        settle_ms = crate::diag::ms(SETTLE),
+        "a certificate and its key do not match (yet); waiting for the pair to settle"
+    );
+    let deadline = std::time::Instant::now() + SETTLE;
+    while settling(&result) && std::time::Instant::now() < deadline {
+        std::thread::sleep(SETTLE_STEP);
+        files = Files::new();
+        result = build(&mut files);
+    }
+    if settling(&result) {
         tracing::info!(
             settle_ms = crate::diag::ms(SETTLE),
-            "a certificate and its key do not match (yet); waiting for the pair to settle"
+            "the pair did not settle"
         );
-        let deadline = std::time::Instant::now() + SETTLE;
-        while settling(&result) && std::time::Instant::now() < deadline {
-            std::thread::sleep(SETTLE_STEP);
-            files = Files::new();
-            result = build(&mut files);
-        }
-        if settling(&result) {
+    }
+    (result, files)
+}
+
+/// The files match what runs: nothing to swap; after a failure, the failure is cleared.
+fn unchanged(
+    metrics: &Metrics,
+    status: &ReloadStatus,
+    cur: &Snapshot,
+    trigger: Trigger,
+) -> Outcome {
+    let trigger = trigger.as_str();
+    let mut st = status.lock();
+    st.attempted.clear();
+    if st.last_ok {
+        // A SIGHUP is logged even when nothing changed, so "I sent SIGHUP and nothing
+        // happened" is visible; a poll tick or an event for an unrelated file in a
+        // watched directory is routine.
+        if trigger != Trigger::Signal.as_str() {
+            tracing::debug!(
+                trigger,
+                "reload: files match the running config; nothing to do"
+            );
+        } else {
             tracing::info!(
-                settle_ms = crate::diag::ms(SETTLE),
-                "the pair did not settle"
+                trigger,
+                generation = cur.generation,
+                "reload: files match the running config; nothing to do"
             );
         }
+    } else {
+        st.last_ok = true;
+        st.last_error = None;
+        st.failed_digest = None;
+        tracing::info!(
+            trigger,
+            "files match the running config again; last reload failure cleared"
+        );
+        metrics.config_last_reload_ok.set(1);
     }
+    Outcome::Unchanged
+}
+
+/// A valid, different snapshot: log what changes, swap it in, record the success.
+fn swapped(
+    live: &Live,
+    status: &ReloadStatus,
+    cur: &Snapshot,
+    next: Snapshot,
+    boot: &Config,
+    trigger: Trigger,
+) -> Outcome {
+    let trigger = trigger.as_str();
+    let metrics = &live.shared.metrics;
+    let generation = next.generation;
+    let changes = Changes::between(cur, &next);
+    log_changes(cur, &next);
+    let rotated = rotation::rotations(cur, &next);
+    for r in &rotated {
+        r.log();
+    }
+    let pending = needs_restart(boot, &next.config);
+    {
+        let mut st = status.lock();
+        if !rotated.is_empty() {
+            st.last_rotation = rotated;
+        }
+        for item in pending.iter().filter(|i| !st.needs_restart.contains(i)) {
+            tracing::warn!(item = %item, "changed in the config but needs a restart to apply; the rest is applied");
+        }
+        st.needs_restart = pending;
+    }
+    for w in next.warnings.warnings() {
+        tracing::warn!("{w}");
+    }
+    let names: Vec<&str> = next.config.upstreams.keys().map(String::as_str).collect();
+    live.shared.retain_observers(&names);
+    publish(live, next, Some(&cur.digest));
+    {
+        let mut st = status.lock();
+        st.last_ok = true;
+        st.last_success = unix_now();
+        st.last_error = None;
+        st.failed_digest = None;
+        st.attempted.clear();
+    }
+    metrics
+        .config_reloads
+        .with_label_values(&["success", ""])
+        .inc();
+    metrics.config_last_reload_ok.set(1);
+    metrics.config_last_reload_ok_ts.set(unix_now() as f64);
+    tracing::info!(trigger, generation, sha256 = %live.current().digest,
+        files = %LogList(&changes.files), routes = %LogList(&changes.routes),
+        upstreams = %LogList(&changes.upstreams),
+        certificates = %LogList(&changes.certificates), "config reloaded");
+    Outcome::Swapped { generation }
+}
+
+/// The files break a rule: keep what runs, follow the files the attempt read, and report these
+/// very files once.
+fn rejected(
+    metrics: &Metrics,
+    status: &ReloadStatus,
+    files: &Files,
+    problems: &Problems,
+    trigger: Trigger,
+) -> Outcome {
+    let trigger = trigger.as_str();
     let digest = files.digest();
-    status.attempts.fetch_add(1, Ordering::Relaxed);
-    status.last_attempt.store(unix_now(), Ordering::Relaxed);
-    *lock(&status.last_trigger) = Some(trigger);
-    let outcome = match result {
-        Ok(next) if next.digest == cur.digest => {
-            lock(&status.attempted).clear();
-            if status.last_ok.load(Ordering::Relaxed) {
-                // A SIGHUP is logged even when nothing changed, so "I sent SIGHUP and nothing
-                // happened" is visible; a poll tick or an event for an unrelated file in a
-                // watched directory is routine.
-                if trigger != Trigger::Signal.as_str() {
-                    tracing::debug!(
-                        trigger,
-                        "reload: files match the running config; nothing to do"
-                    );
-                } else {
-                    tracing::info!(
-                        trigger,
-                        generation = cur.generation,
-                        "reload: files match the running config; nothing to do"
-                    );
-                }
-            }
-            if !status.last_ok.swap(true, Ordering::Relaxed) {
-                tracing::info!(
-                    trigger,
-                    "files match the running config again; last reload failure cleared"
-                );
-                metrics.config_last_reload_ok.set(1);
-                *lock(&status.last_error) = None;
-                *lock(&status.failed_digest) = None;
-            }
-            Outcome::Unchanged
-        }
-        Ok(next) => {
-            let generation = next.generation;
-            let changes = Changes::between(&cur, &next);
-            log_changes(&cur, &next);
-            let rotated = rotation::rotations(&cur, &next);
-            for r in &rotated {
-                r.log();
-            }
-            if !rotated.is_empty() {
-                *lock(&status.last_rotation) = rotated;
-            }
-            let pending = needs_restart(&boot, &next.config);
-            {
-                let mut known = lock(&status.needs_restart);
-                for item in pending.iter().filter(|i| !known.contains(i)) {
-                    tracing::warn!(item = %item, "changed in the config but needs a restart to apply; the rest is applied");
-                }
-                *known = pending;
-            }
-            for w in next.warnings.warnings() {
-                tracing::warn!("{w}");
-            }
-            let names: Vec<&str> = next.config.upstreams.keys().map(String::as_str).collect();
-            live.shared.retain_observers(&names);
-            publish(live, next, Some(&cur.digest));
-            status.last_ok.store(true, Ordering::Relaxed);
-            status.last_success.store(unix_now(), Ordering::Relaxed);
-            *lock(&status.last_error) = None;
-            *lock(&status.failed_digest) = None;
-            lock(&status.attempted).clear();
-            metrics
-                .config_reloads
-                .with_label_values(&["success", ""])
-                .inc();
-            metrics.config_last_reload_ok.set(1);
-            metrics.config_last_reload_ok_ts.set(unix_now() as f64);
-            tracing::info!(trigger, generation, sha256 = %live.current().digest,
-                files = %LogList(&changes.files), routes = %LogList(&changes.routes),
-                upstreams = %LogList(&changes.upstreams),
-                certificates = %LogList(&changes.certificates), "config reloaded");
-            Outcome::Swapped { generation }
-        }
-        Err(problems) => {
-            *lock(&status.attempted) = files
-                .paths()
-                .chain(files.missing())
-                .map(Path::to_path_buf)
-                .collect();
-            let mut failed = lock(&status.failed_digest);
-            if failed.as_deref() == Some(digest.as_str()) {
-                Outcome::StillFailing
-            } else {
-                *failed = Some(digest);
-                drop(failed);
-                let reason = problems
-                    .first_error_kind()
-                    .map_or("validation", |k| k.as_label());
-                metrics
-                    .config_reloads
-                    .with_label_values(&["failure", reason])
-                    .inc();
-                metrics.config_last_reload_ok.set(0);
-                status.last_ok.store(false, Ordering::Relaxed);
-                *lock(&status.last_error) = Some(problems.to_string());
-                tracing::error!(trigger, reason, errors = %problems, "reload rejected; the running config stays");
-                Outcome::Failed
-            }
-        }
-    };
-    *lock(&status.last_outcome) = Some(outcome.as_str());
-    status.finished.fetch_add(1, Ordering::Release);
-    outcome
+    let mut st = status.lock();
+    st.attempted = files
+        .paths()
+        .chain(files.missing())
+        .map(Path::to_path_buf)
+        .collect();
+    if st.failed_digest.as_deref() == Some(digest.as_str()) {
+        return Outcome::StillFailing;
+    }
+    st.failed_digest = Some(digest);
+    st.last_ok = false;
+    st.last_error = Some(problems.to_string());
+    drop(st);
+    let reason = problems
+        .first_error_kind()
+        .map_or("validation", |k| k.as_label());
+    metrics
+        .config_reloads
+        .with_label_values(&["failure", reason])
+        .inc();
+    metrics.config_last_reload_ok.set(0);
+    tracing::error!(trigger, reason, errors = %problems, "reload rejected; the running config stays");
+    Outcome::Failed
 }
 
 /// How long a reload waits for a certificate and its key to match before rejecting them.

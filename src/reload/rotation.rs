@@ -4,8 +4,9 @@
 
 use serde::Serialize;
 
+use crate::clock::unix_now;
 use crate::pin::Pin;
-use crate::snapshot::{Snapshot, unix_now};
+use crate::snapshot::Snapshot;
 
 /// One served certificate that changed keys in a reload.
 #[derive(Debug, Clone, Serialize)]

@@ -318,9 +318,5 @@ fn build_policies<'c>(
     policies
 }
 
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+/// Moved to [`crate::clock`]; kept for callers not yet switched.
+pub use crate::clock::unix_now;

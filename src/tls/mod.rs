@@ -13,8 +13,10 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 
+/// Moved to [`crate::clock`]; kept for callers not yet switched.
+pub use crate::clock::fmt_time;
 pub use rules::{ChainMatch, MatchedPin, Position, check_pin_sources};
-pub use server::{ListenerTls, LoadedCert, SniResolver, build_listener, fmt_time};
+pub use server::{ListenerTls, LoadedCert, SniResolver, build_listener};
 pub use upstream::{
     ObservedCert, UpstreamObserver, UpstreamTls, build_upstream_tls, is_pin_mismatch,
 };

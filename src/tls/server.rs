@@ -13,6 +13,7 @@ use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
 
 use super::rules::{ChainMatch, ServedPath, check_listener_pins};
+use crate::clock::fmt_time;
 use crate::config::{CertSpec, Config, Listener};
 use crate::diag::{Kind, Problem, Problems};
 use crate::files::Files;
@@ -393,16 +394,6 @@ pub(crate) fn read_certs(
         return Err(format!("{}: no PEM certificate in it", path.display()));
     }
     Ok(certs)
-}
-
-pub fn fmt_time(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
 }
 
 const SESSION_CACHE_ENTRIES: usize = 16_384;

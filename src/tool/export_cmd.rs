@@ -59,9 +59,9 @@ pub(super) fn export(
         include_subdomains: args.include_subdomains,
         served: &served,
     };
-    let export = render(args.format, &input).map_err(|source| ToolError::Export {
+    let export = render(args.format.into(), &input).map_err(|source| ToolError::Export {
         pin_set: args.pin_set.clone(),
-        format: format_name(args.format),
+        format: format_name(args.format.into()),
         source,
     })?;
     if args.freeze {

@@ -68,10 +68,17 @@ pub async fn reloads(admin: SocketAddr, result: &str, reason: Option<&str>) -> f
     scrape(admin, "pinproxy_config_reloads_total", &labels).await
 }
 
-/// Sum of failed reloads over every reason.
+/// Sum of failed reloads over every reason ("internal": the reload itself failed, a bug).
 pub async fn failures(admin: SocketAddr) -> f64 {
     let mut n = 0.0;
-    for reason in ["parse", "validation", "file", "pin_rules", "tls"] {
+    for reason in [
+        "parse",
+        "validation",
+        "file",
+        "pin_rules",
+        "tls",
+        "internal",
+    ] {
         n += reloads(admin, "failure", Some(reason)).await;
     }
     n

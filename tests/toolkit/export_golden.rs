@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pinproxy::cli::ExportFormat;
+use pinproxy::export::Format as ExportFormat;
 use pinproxy::export::{Export, ExportError, ExportInput, ServedChain, render};
 use pinproxy::pin::{KeyAlgorithm, Pin, PinEntry, PinKind, PinMode, PinSet};
 use serde_json::json;
