@@ -1120,3 +1120,69 @@ async fn a_pin_set_shared_by_two_listeners_names_the_same_backups_per_listener_i
         ["mobile key", "next", "offline"]
     );
 }
+
+#[tokio::test]
+async fn swapping_two_listener_cert_blocks_in_a_reload_logs_no_rotation_and_no_renewal() {
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let pki = Pki::new("order");
+    let api = pki.leaf(&["localhost"]);
+    let other = pki.leaf(&["other.localhost"]);
+    let s = TestProxy::builder()
+        .serve(pki, api.clone())
+        .pin_file(pin_set_text(
+            "2099-01-01",
+            &[
+                (&api.pin, "api", "key"),
+                (&other.pin, "other", "key"),
+                (&backup_pin(1), "backup", "key"),
+            ],
+        ))
+        .json_log()
+        .config(&route(up.addr, "/"))
+        .build();
+    s.dir.write_cert("other", &other);
+    let block = |name: &str, host: &str| {
+        format!(
+            "[[listener.cert]]\nserver_names = [\"{host}\"]\nchain = \"certs/{name}.pem\"\nkey = \"certs/{name}.key\"\n"
+        )
+    };
+    let (first, second) = (block("api", "localhost"), block("other", "other.localhost"));
+    let config = std::fs::read_to_string(s.config_path()).expect("config");
+    assert!(config.contains(&first), "{config}");
+    s.dir.write(
+        "config.toml",
+        config.replacen(&first, &format!("{first}{second}"), 1),
+    );
+    let mut bin = Proc::start(&s.dir);
+    let admin = bin.wait_addr("admin listening");
+    let g0 = generation(admin).await;
+
+    // The same two certificates, listed the other way round.
+    s.dir.write(
+        "config.toml",
+        config.replacen(&first, &format!("{second}{first}"), 1),
+    );
+    bin.signal("HUP");
+    let reloaded = bin.wait_for("config reloaded");
+    assert_eq!(
+        reloaded["files"],
+        serde_json::json!(["config.toml"]),
+        "{reloaded}"
+    );
+    assert_eq!(
+        reloaded["certificates"],
+        serde_json::json!([]),
+        "{reloaded}"
+    );
+    assert!(generation(admin).await > g0);
+    assert_eq!(
+        reload_status(admin).await["last_rotation"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        bin.find(|l| l.contains("served certificate changed") || l.contains("key rotated")),
+        None,
+        "no certificate reads as changed"
+    );
+    assert_eq!(bin.stop(), Some(0));
+}
