@@ -1012,3 +1012,215 @@ async fn an_edit_of_the_app_file_a_pin_set_reads_is_reloaded_and_gated() {
     wait_failures(r.admin, "pin_rules", 1.0).await;
     assert_old_state_serves(&s, &r, g1).await;
 }
+
+/// Labels under `key` of each entry of `list` whose `by` field is `name`.
+fn labels_of(list: &serde_json::Value, by: &str, name: &str, key: &str) -> Vec<String> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e[by] == name)
+        .unwrap_or_else(|| panic!("{name} in {list}"))[key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            v.as_str()
+                .or_else(|| v["label"].as_str())
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect()
+}
+
+/// The backups `pinproxy check` prints under "adoption on listener NAME".
+fn check_backups(text: &str, listener: &str) -> Vec<String> {
+    let head = format!("adoption on listener {listener} ");
+    text.lines()
+        .skip_while(|l| !l.starts_with(&head))
+        .skip(1)
+        .take_while(|l| l.starts_with("  backup \""))
+        .filter_map(|l| l.split('"').nth(1).map(str::to_string))
+        .collect()
+}
+
+/// Every reader's backups of pin set "app" for `listener`: `/status` (the listener's
+/// `backups` and its adoption view) and `pinproxy check`, which must agree.
+async fn backups_everywhere(s: &TestProxy, admin: SocketAddr, listener: &str) -> Vec<String> {
+    let (_, body) = admin_get(admin, "/status").await;
+    let status: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+    let listeners = &status["listeners"];
+    let l = listeners
+        .as_array()
+        .expect("listeners")
+        .iter()
+        .find(|l| l["name"] == listener)
+        .expect("listener in /status");
+    let from_status = labels_of(&l["backups"], "pin_set", "app", "backups");
+    let adoption: Vec<String> = l["adoption"]["backups"]
+        .as_array()
+        .expect("adoption backups")
+        .iter()
+        .map(|b| b["label"].as_str().expect("label").to_string())
+        .collect();
+    assert_eq!(adoption, from_status, "adoption view of {listener}: {l}");
+    // `check` reads the running proxy's figures from the admin address in its config.
+    let config = std::fs::read_to_string(s.dir.config_path()).expect("config");
+    let check_config = s.dir.write(
+        "check.toml",
+        config.replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{admin}\""),
+            1,
+        ),
+    );
+    let report = pinproxy::check::check(&check_config, false).await;
+    assert!(report.ok, "{}", report.text);
+    assert_eq!(
+        check_backups(&report.text, listener),
+        from_status,
+        "check for {listener}: {}",
+        report.text
+    );
+    from_status
+}
+
+#[tokio::test]
+async fn a_pin_set_shared_by_two_listeners_names_the_same_backups_per_listener_in_status_adoption_check_and_the_rotation_record()
+ {
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let pki = Pki::new("shared");
+    let mobile = pki.leaf(&["localhost"]);
+    let web = pki.leaf(&["localhost"]);
+    let next = pki.leaf(&["localhost"]);
+    let pins = pin_set_text(
+        "2099-01-01",
+        &[
+            (&mobile.pin, "mobile key", "key"),
+            (&web.pin, "web key", "key"),
+            (&next.pin, "next", "key"),
+            (&backup_pin(1), "offline", "key"),
+        ],
+    );
+    let listener = |name: &str| {
+        format!(
+            "[[listener]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\npin_sets = [\"app\"]\n\
+             app_version = {{ header = \"X-App-Version\" }}\n\
+             [[listener.cert]]\nserver_names = [\"localhost\"]\nchain = \"certs/{name}.pem\"\nkey = \"certs/{name}.key\"\n\n"
+        )
+    };
+    let s = TestProxy::builder()
+        .serve(pki, mobile.clone())
+        .pin_file(format!("app_versions = \">=1\"\n{pins}"))
+        .build();
+    s.dir.write_cert("mobile", &mobile);
+    s.dir.write_cert("web", &web);
+    s.dir.write(
+        "config.toml",
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n\n[log]\naccess = true\n\n{}{}{}",
+            listener("mobile"),
+            listener("web"),
+            route_to(up.addr)
+        ),
+    );
+    let r = s.start().await;
+    let g0 = generation(r.admin).await;
+
+    // Each listener's backups are the set's pins its own chains do not use.
+    assert_eq!(
+        backups_everywhere(&s, r.admin, "mobile").await,
+        ["web key", "next", "offline"]
+    );
+    assert_eq!(
+        backups_everywhere(&s, r.admin, "web").await,
+        ["mobile key", "next", "offline"]
+    );
+    let (_, body) = admin_get(r.admin, "/status").await;
+    let status: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+    assert_eq!(
+        labels_of(&status["pin_sets"], "name", "app", "backups"),
+        ["next", "offline"],
+        "the set's own entry: backups for both listeners at once"
+    );
+
+    // Rotate mobile to "next" through a reload: the record names mobile's backups as /status does.
+    s.dir.write_cert("mobile", &next);
+    wait_generation(r.admin, g0 + 1).await;
+    let rotation = reload_status(r.admin).await["last_rotation"].clone();
+    let rotated = rotation.as_array().expect("last_rotation");
+    assert_eq!(rotated.len(), 1, "{rotation}");
+    assert_eq!(rotated[0]["listener"], "mobile", "{rotation}");
+    let recorded = labels_of(&rotated[0]["pin_sets"], "pin_set", "app", "backups");
+    assert_eq!(recorded, ["mobile key", "web key", "offline"], "{rotation}");
+    assert_eq!(backups_everywhere(&s, r.admin, "mobile").await, recorded);
+    assert_eq!(
+        backups_everywhere(&s, r.admin, "web").await,
+        ["mobile key", "next", "offline"]
+    );
+}
+
+#[tokio::test]
+async fn swapping_two_listener_cert_blocks_in_a_reload_logs_no_rotation_and_no_renewal() {
+    let up = TestUpstream::plain(UpstreamMode::Echo).await;
+    let pki = Pki::new("order");
+    let api = pki.leaf(&["localhost"]);
+    let other = pki.leaf(&["other.localhost"]);
+    let s = TestProxy::builder()
+        .serve(pki, api.clone())
+        .pin_file(pin_set_text(
+            "2099-01-01",
+            &[
+                (&api.pin, "api", "key"),
+                (&other.pin, "other", "key"),
+                (&backup_pin(1), "backup", "key"),
+            ],
+        ))
+        .json_log()
+        .config(&route(up.addr, "/"))
+        .build();
+    s.dir.write_cert("other", &other);
+    let block = |name: &str, host: &str| {
+        format!(
+            "[[listener.cert]]\nserver_names = [\"{host}\"]\nchain = \"certs/{name}.pem\"\nkey = \"certs/{name}.key\"\n"
+        )
+    };
+    let (first, second) = (block("api", "localhost"), block("other", "other.localhost"));
+    let config = std::fs::read_to_string(s.config_path()).expect("config");
+    assert!(config.contains(&first), "{config}");
+    s.dir.write(
+        "config.toml",
+        config.replacen(&first, &format!("{first}{second}"), 1),
+    );
+    let mut bin = Proc::start(&s.dir);
+    let admin = bin.wait_addr("admin listening");
+    let g0 = generation(admin).await;
+
+    // The same two certificates, listed the other way round.
+    s.dir.write(
+        "config.toml",
+        config.replacen(&first, &format!("{second}{first}"), 1),
+    );
+    bin.signal("HUP");
+    let reloaded = bin.wait_for("config reloaded");
+    assert_eq!(
+        reloaded["files"],
+        serde_json::json!(["config.toml"]),
+        "{reloaded}"
+    );
+    assert_eq!(
+        reloaded["certificates"],
+        serde_json::json!([]),
+        "{reloaded}"
+    );
+    assert!(generation(admin).await > g0);
+    assert_eq!(
+        reload_status(admin).await["last_rotation"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        bin.find(|l| l.contains("served certificate changed") || l.contains("key rotated")),
+        None,
+        "no certificate reads as changed"
+    );
+    assert_eq!(bin.stop(), Some(0));
+}

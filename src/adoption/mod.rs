@@ -109,13 +109,11 @@ pub fn build(
             .collect();
         let in_use: Vec<Pin> = served
             .get(&l.name)
-            .into_iter()
-            .flat_map(|t| t.certs.iter())
-            .flat_map(|c| c.path.iter().map(|i| i.pin))
-            .collect();
+            .map(|t| t.served_pins())
+            .unwrap_or_default();
         let mut backups: Vec<Backup> = Vec::new();
         for set in l.pin_sets.iter().filter_map(|n| config.pin_sets.get(n)) {
-            for p in set.pins.iter().filter(|p| !in_use.contains(&p.pin)) {
+            for p in set.backups(&in_use) {
                 match backups.iter_mut().find(|b| b.pin == p.pin) {
                     Some(b) => b.sets.push(set.name.clone()),
                     None => backups.push(Backup {

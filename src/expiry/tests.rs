@@ -271,6 +271,7 @@ fn the_items_are_read_from_the_inventory() {
                 ],
                 pin_sets: vec![],
             }],
+            backups: vec![],
             adoption: None,
         }],
         pin_sets: vec![],

@@ -118,7 +118,7 @@ pub fn certificate_message(
     not_after: i64,
     now: i64,
 ) -> String {
-    let at = crate::tls::fmt_time(not_after);
+    let at = crate::clock::fmt_time(not_after);
     if not_after <= now {
         format!(
             "{what} {subject} ({position} of {owner}, serial {serial}) EXPIRED on {at}, {} ago",

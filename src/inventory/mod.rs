@@ -18,6 +18,7 @@ use prometheus::core::Collector as _;
 use serde::Serialize;
 
 use crate::clock::fmt_time;
+use crate::config::{Config, Expiry};
 use crate::expiry::{Urgency, days_left, is_stale};
 use crate::metrics::Metrics;
 use crate::pin::{CertInfo, Pin, PinSet};
@@ -47,8 +48,18 @@ pub struct ListenerView {
     pub listen: String,
     pub pin_sets: Vec<String>,
     pub certs: Vec<ServedChain>,
+    /// For each pin set the listener names, its backup pins for this listener's served keys
+    /// ([`PinSet::backups`]): the keys this listener can rotate to.
+    pub backups: Vec<SetBackups>,
     /// Requests per pin set over the last day, when the listener maps app versions to sets.
     pub adoption: Option<serde_json::Value>,
+}
+
+/// The backup pins of one pin set for one listener, by label.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetBackups {
+    pub pin_set: String,
+    pub backups: Vec<String>,
 }
 
 /// One `[[listener.cert]]` as clients see it: leaf, intermediates, then the anchor when
@@ -180,258 +191,72 @@ pub struct Finding {
     pub message: String,
 }
 
+/// What every part of one inventory reads: the time and the expiry thresholds.
+struct Ctx<'a> {
+    now: i64,
+    exp: &'a Expiry,
+}
+
+/// Pins on what each pin set's owners present — the served chains of the listeners naming
+/// it, the last verified path of the upstreams naming it — by set name: rule 2's "used".
+type UsedPins = Vec<(String, Pin)>;
+
+impl Ctx<'_> {
+    /// Two decimals: enough to read, and stable between two requests a second apart.
+    fn days(&self, t: i64) -> f64 {
+        (days_left(t, self.now) * 100.0).round() / 100.0
+    }
+
+    /// `pin` is the key the chain presented (for an upstream, the one its pin set was checked
+    /// against); `sets` the pin sets its listener or upstream names.
+    fn cert_view(
+        &self,
+        position: Position,
+        info: &CertInfo,
+        pin: &Pin,
+        sets: &[&PinSet],
+    ) -> CertView {
+        CertView {
+            position,
+            subject: info.subject.clone(),
+            serial: Some(info.serial.clone()),
+            pin: pin.to_prefixed(),
+            key: Some(info.key_algorithm.to_string()),
+            not_after: Some(fmt_time(info.not_after)),
+            days_left: Some(self.days(info.not_after)),
+            urgency: Some(judge::certificate(info.not_after, self.now, self.exp)),
+            not_after_unix: Some(info.not_after),
+            pinned: pinned(pin, sets),
+        }
+    }
+}
+
+fn pinned(pin: &Pin, sets: &[&PinSet]) -> Vec<PinnedIn> {
+    sets.iter()
+        .map(|s| PinnedIn {
+            pin_set: s.name.clone(),
+            pinned: s.contains(pin),
+        })
+        .collect()
+}
+
 impl Inventory {
     /// The inventory of `snap` at `now` (unix seconds).
     /// Counters (mismatches, errors) are read from `metrics`.
     pub fn of(snap: &Snapshot, metrics: &Metrics, now: i64) -> Inventory {
         let cfg = &snap.config;
         let exp = &cfg.expiry;
-        let days = |t: i64| (days_left(t, now) * 100.0).round() / 100.0;
-        // `pin` is the key the chain presented (for an upstream, the one its pin set was
-        // checked against); `sets` the pin sets its listener or upstream names.
-        let pinned = |pin: &Pin, sets: &[&PinSet]| {
-            sets.iter()
-                .map(|s| PinnedIn {
-                    pin_set: s.name.clone(),
-                    pinned: s.contains(pin),
-                })
-                .collect()
-        };
-        let cert_view =
-            |position: Position, info: &CertInfo, pin: &Pin, sets: &[&PinSet]| CertView {
-                position,
-                subject: info.subject.clone(),
-                serial: Some(info.serial.clone()),
-                pin: pin.to_prefixed(),
-                key: Some(info.key_algorithm.to_string()),
-                not_after: Some(fmt_time(info.not_after)),
-                days_left: Some(days(info.not_after)),
-                urgency: Some(judge::certificate(info.not_after, now, exp)),
-                not_after_unix: Some(info.not_after),
-                pinned: pinned(pin, sets),
-            };
-
-        let mut listeners = Vec::new();
-        // Pins on any served chain of a listener that names the set: rule 2's "used".
-        let mut served_pins: Vec<(String, Pin)> = Vec::new();
-        for l in &cfg.listeners {
-            let Some(tls) = snap.listeners.get(&l.name) else {
-                continue;
-            };
-            let sets: Vec<&PinSet> = l
-                .pin_sets
-                .iter()
-                .filter_map(|n| cfg.pin_sets.get(n))
-                .collect();
-            let certs = tls
-                .certs
-                .iter()
-                .map(|c| {
-                    for info in &c.path {
-                        for set in &l.pin_sets {
-                            served_pins.push((set.clone(), info.pin));
-                        }
-                    }
-                    ServedChain {
-                        field: c.field.clone(),
-                        server_names: c.server_names.clone(),
-                        path: c
-                            .path
-                            .iter()
-                            .enumerate()
-                            .map(|(i, info)| {
-                                let position = Position::of(i, c.path.len(), c.has_anchor);
-                                cert_view(position, info, &info.pin, &sets)
-                            })
-                            .collect(),
-                        pin_sets: tls
-                            .matches
-                            .iter()
-                            .filter(|m| m.cert == c.field)
-                            .cloned()
-                            .collect(),
-                    }
-                })
-                .collect();
-            listeners.push(ListenerView {
-                name: l.name.clone(),
-                listen: l.listen.to_string(),
-                pin_sets: l.pin_sets.clone(),
-                certs,
-                adoption: snap.adoption.get(&l.name).map(|a| a.to_json()),
-            });
-        }
-
-        let mut upstreams = Vec::new();
-        let wall = SystemTime::now();
-        for u in cfg.upstreams.values() {
-            let set = u.pin_set.as_ref().and_then(|n| cfg.pin_sets.get(n));
-            let sets: Vec<&PinSet> = set.into_iter().collect();
-            let client = snap.upstreams.get(&u.name);
-            let observed = client.and_then(|c| c.observer.last_path());
-            if let (Some(set), Some((_, path))) = (set, &observed) {
-                for c in path {
-                    served_pins.push((set.name.clone(), c.pin));
-                }
-            }
-            let pin_mismatches = counts(&metrics.upstream_pin_mismatches, &u.name, "mode")
-                .iter()
-                .map(|(_, n)| n)
-                .sum();
-            let errors = counts(&metrics.upstream_errors, &u.name, "kind")
-                .into_iter()
-                .filter(|(_, n)| *n > 0)
-                .collect();
-            upstreams.push(UpstreamView {
-                name: u.name.clone(),
-                url: format!(
-                    "{}://{}{}",
-                    if u.tls { "https" } else { "http" },
-                    u.authority,
-                    u.base_path
-                ),
-                tls: u.tls,
-                pin_set: u.pin_set.clone(),
-                pin_match: u.pin_set.as_ref().map(|_| u.pin_match.as_str()),
-                mode: set.map(|s| s.mode.as_str()),
-                last_verified_path: observed.as_ref().map(|(_, path)| {
-                    path.iter()
-                        .map(|c| UpstreamCertView {
-                            cert: match &c.info {
-                                Some(info) => cert_view(c.position, info, &c.pin, &sets),
-                                // A compiled-in or OS root is known by its key only.
-                                None => CertView {
-                                    position: c.position,
-                                    subject: c.subject.clone(),
-                                    serial: None,
-                                    pin: c.pin.to_prefixed(),
-                                    key: None,
-                                    not_after: None,
-                                    days_left: None,
-                                    urgency: None,
-                                    not_after_unix: None,
-                                    pinned: pinned(&c.pin, &sets),
-                                },
-                            },
-                            matched_pins: set
-                                .map(|s| {
-                                    s.pins
-                                        .iter()
-                                        .filter(|p| p.pin == c.pin)
-                                        .map(|p| p.label.clone())
-                                        .collect()
-                                })
-                                .unwrap_or_default(),
-                        })
-                        .collect()
-                }),
-                last_seen: observed.as_ref().map(|(t, _)| {
-                    fmt_time(
-                        t.duration_since(UNIX_EPOCH)
-                            .map_or(0, |d| d.as_secs() as i64),
-                    )
-                }),
-                stale: observed
-                    .as_ref()
-                    .map(|(t, _)| is_stale(*t, wall, exp.check_every)),
-                pin_mismatches,
-                errors,
-            });
-        }
-
+        let ctx = Ctx { now, exp };
+        let mut used = UsedPins::new();
+        let listeners = listener_views(snap, &ctx, &mut used);
+        let upstreams = upstream_views(snap, metrics, &ctx, &mut used);
         let mut findings = Vec::new();
         let pin_sets = cfg
             .pin_sets
             .values()
-            .map(|s| {
-                let role = Role::of(
-                    cfg.listeners.iter().any(|l| l.pin_sets.contains(&s.name)),
-                    cfg.upstreams
-                        .values()
-                        .any(|u| u.pin_set.as_ref() == Some(&s.name)),
-                );
-                let PinSetStanding {
-                    urgency,
-                    live,
-                    message,
-                } = judge::pin_set(s, role, now, exp);
-                if let Some(m) = &message {
-                    findings.push(Finding {
-                        urgency,
-                        message: m.clone(),
-                    });
-                }
-                let used: BTreeSet<Pin> = served_pins
-                    .iter()
-                    .filter(|(n, _)| *n == s.name)
-                    .map(|(_, p)| *p)
-                    .collect();
-                let pins: Vec<PinView> = s
-                    .pins
-                    .iter()
-                    .map(|p| PinView {
-                        label: p.label.clone(),
-                        kind: p.kind.as_str(),
-                        sha256: p.pin.to_base64(),
-                        in_use: used.contains(&p.pin),
-                    })
-                    .collect();
-                PinSetView {
-                    name: s.name.clone(),
-                    description: s.description.clone(),
-                    role,
-                    mode: s.mode.as_str(),
-                    expires: s.expires.to_string(),
-                    days_left: days(s.expires_unix()),
-                    urgency,
-                    expires_unix: s.expires_unix(),
-                    live,
-                    message,
-                    backups: pins
-                        .iter()
-                        .filter(|p| !p.in_use)
-                        .map(|p| p.label.clone())
-                        .collect(),
-                    pins,
-                    digest: s.digest(),
-                    frozen: s.frozen.clone(),
-                    from: s.from.as_ref().map(|o| PinSourceView {
-                        file: o.file.display().to_string(),
-                        format: o.format.as_str(),
-                        domain: o.domain.clone(),
-                        element: o.element.clone(),
-                    }),
-                    app_versions: s.app_versions.as_ref().map(ToString::to_string),
-                }
-            })
+            .map(|s| pin_set_view(cfg, s, &ctx, &used, &mut findings))
             .collect();
-
-        for l in &cfg.listeners {
-            let Some(tls) = snap.listeners.get(&l.name) else {
-                continue;
-            };
-            for c in &tls.certs {
-                for (i, info) in c.path.iter().enumerate() {
-                    let u = judge::certificate(info.not_after, now, exp);
-                    if u != Urgency::Ok {
-                        let position = Position::of(i, c.path.len(), c.has_anchor);
-                        findings.push(Finding {
-                            urgency: u,
-                            message: judge::certificate_message(
-                                "served certificate",
-                                &info.subject,
-                                position.as_str(),
-                                &format!("listener {}", l.name),
-                                &info.serial,
-                                info.not_after,
-                                now,
-                            ),
-                        });
-                    }
-                }
-            }
-        }
-
+        served_findings(snap, &ctx, &mut findings);
         Inventory {
             version: env!("CARGO_PKG_VERSION"),
             generation: snap.generation,
@@ -449,6 +274,244 @@ impl Inventory {
                 check_every: duration_text(exp.check_every),
             },
             findings,
+        }
+    }
+}
+
+fn listener_views(snap: &Snapshot, ctx: &Ctx<'_>, used: &mut UsedPins) -> Vec<ListenerView> {
+    let cfg = &snap.config;
+    let mut listeners = Vec::new();
+    for l in &cfg.listeners {
+        let Some(tls) = snap.listeners.get(&l.name) else {
+            continue;
+        };
+        let sets: Vec<&PinSet> = l
+            .pin_sets
+            .iter()
+            .filter_map(|n| cfg.pin_sets.get(n))
+            .collect();
+        let served = tls.served_pins();
+        for set in &l.pin_sets {
+            used.extend(served.iter().map(|p| (set.clone(), *p)));
+        }
+        let certs = tls
+            .certs
+            .iter()
+            .map(|c| ServedChain {
+                field: c.field.clone(),
+                server_names: c.server_names.clone(),
+                path: c
+                    .path
+                    .iter()
+                    .enumerate()
+                    .map(|(i, info)| {
+                        let position = Position::of(i, c.path.len(), c.has_anchor);
+                        ctx.cert_view(position, info, &info.pin, &sets)
+                    })
+                    .collect(),
+                pin_sets: tls
+                    .matches
+                    .iter()
+                    .filter(|m| m.cert == c.field)
+                    .cloned()
+                    .collect(),
+            })
+            .collect();
+        listeners.push(ListenerView {
+            name: l.name.clone(),
+            listen: l.listen.to_string(),
+            pin_sets: l.pin_sets.clone(),
+            certs,
+            backups: sets
+                .iter()
+                .map(|s| SetBackups {
+                    pin_set: s.name.clone(),
+                    backups: s.backups(&served).map(|p| p.label.clone()).collect(),
+                })
+                .collect(),
+            adoption: snap.adoption.get(&l.name).map(|a| a.to_json()),
+        });
+    }
+    listeners
+}
+
+fn upstream_views(
+    snap: &Snapshot,
+    metrics: &Metrics,
+    ctx: &Ctx<'_>,
+    used: &mut UsedPins,
+) -> Vec<UpstreamView> {
+    let cfg = &snap.config;
+    let mut upstreams = Vec::new();
+    let wall = SystemTime::now();
+    for u in cfg.upstreams.values() {
+        let set = u.pin_set.as_ref().and_then(|n| cfg.pin_sets.get(n));
+        let sets: Vec<&PinSet> = set.into_iter().collect();
+        let client = snap.upstreams.get(&u.name);
+        let observed = client.and_then(|c| c.observer.last_path());
+        if let (Some(set), Some((_, path))) = (set, &observed) {
+            for c in path {
+                used.push((set.name.clone(), c.pin));
+            }
+        }
+        let pin_mismatches = counts(&metrics.upstream_pin_mismatches, &u.name, "mode")
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        let errors = counts(&metrics.upstream_errors, &u.name, "kind")
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        upstreams.push(UpstreamView {
+            name: u.name.clone(),
+            url: format!(
+                "{}://{}{}",
+                if u.tls { "https" } else { "http" },
+                u.authority,
+                u.base_path
+            ),
+            tls: u.tls,
+            pin_set: u.pin_set.clone(),
+            pin_match: u.pin_set.as_ref().map(|_| u.pin_match.as_str()),
+            mode: set.map(|s| s.mode.as_str()),
+            last_verified_path: observed.as_ref().map(|(_, path)| {
+                path.iter()
+                    .map(|c| UpstreamCertView {
+                        cert: match &c.info {
+                            Some(info) => ctx.cert_view(c.position, info, &c.pin, &sets),
+                            // A compiled-in or OS root is known by its key only.
+                            None => CertView {
+                                position: c.position,
+                                subject: c.subject.clone(),
+                                serial: None,
+                                pin: c.pin.to_prefixed(),
+                                key: None,
+                                not_after: None,
+                                days_left: None,
+                                urgency: None,
+                                not_after_unix: None,
+                                pinned: pinned(&c.pin, &sets),
+                            },
+                        },
+                        matched_pins: set
+                            .map(|s| {
+                                s.pins
+                                    .iter()
+                                    .filter(|p| p.pin == c.pin)
+                                    .map(|p| p.label.clone())
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    })
+                    .collect()
+            }),
+            last_seen: observed.as_ref().map(|(t, _)| {
+                fmt_time(
+                    t.duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs() as i64),
+                )
+            }),
+            stale: observed
+                .as_ref()
+                .map(|(t, _)| is_stale(*t, wall, ctx.exp.check_every)),
+            pin_mismatches,
+            errors,
+        });
+    }
+    upstreams
+}
+
+fn pin_set_view(
+    cfg: &Config,
+    s: &PinSet,
+    ctx: &Ctx<'_>,
+    used: &UsedPins,
+    findings: &mut Vec<Finding>,
+) -> PinSetView {
+    let role = Role::of(
+        cfg.listeners.iter().any(|l| l.pin_sets.contains(&s.name)),
+        cfg.upstreams
+            .values()
+            .any(|u| u.pin_set.as_ref() == Some(&s.name)),
+    );
+    let PinSetStanding {
+        urgency,
+        live,
+        message,
+    } = judge::pin_set(s, role, ctx.now, ctx.exp);
+    if let Some(m) = &message {
+        findings.push(Finding {
+            urgency,
+            message: m.clone(),
+        });
+    }
+    let used: Vec<Pin> = used
+        .iter()
+        .filter(|(n, _)| *n == s.name)
+        .map(|(_, p)| *p)
+        .collect::<BTreeSet<Pin>>()
+        .into_iter()
+        .collect();
+    PinSetView {
+        name: s.name.clone(),
+        description: s.description.clone(),
+        role,
+        mode: s.mode.as_str(),
+        expires: s.expires.to_string(),
+        days_left: ctx.days(s.expires_unix()),
+        urgency,
+        expires_unix: s.expires_unix(),
+        live,
+        message,
+        pins: s
+            .pins
+            .iter()
+            .map(|p| PinView {
+                label: p.label.clone(),
+                kind: p.kind.as_str(),
+                sha256: p.pin.to_base64(),
+                in_use: used.contains(&p.pin),
+            })
+            .collect(),
+        // Backups for every owner at once: the same definition with all their keys.
+        backups: s.backups(&used).map(|p| p.label.clone()).collect(),
+        digest: s.digest(),
+        frozen: s.frozen.clone(),
+        from: s.from.as_ref().map(|o| PinSourceView {
+            file: o.file.display().to_string(),
+            format: o.format.as_str(),
+            domain: o.domain.clone(),
+            element: o.element.clone(),
+        }),
+        app_versions: s.app_versions.as_ref().map(ToString::to_string),
+    }
+}
+
+/// Served certificates close to or past their expiry.
+fn served_findings(snap: &Snapshot, ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
+    for l in &snap.config.listeners {
+        let Some(tls) = snap.listeners.get(&l.name) else {
+            continue;
+        };
+        for c in &tls.certs {
+            for (i, info) in c.path.iter().enumerate() {
+                let u = judge::certificate(info.not_after, ctx.now, ctx.exp);
+                if u != Urgency::Ok {
+                    let position = Position::of(i, c.path.len(), c.has_anchor);
+                    findings.push(Finding {
+                        urgency: u,
+                        message: judge::certificate_message(
+                            "served certificate",
+                            &info.subject,
+                            position.as_str(),
+                            &format!("listener {}", l.name),
+                            &info.serial,
+                            info.not_after,
+                            ctx.now,
+                        ),
+                    });
+                }
+            }
         }
     }
 }

@@ -184,6 +184,15 @@ impl PinSet {
         self.pins.iter().find(|p| &p.pin == pin)
     }
 
+    /// The backup pins of this set for a listener serving `served` (every pin on its served
+    /// chains, leaf to anchor): the pins no served chain uses, decided by pin value as rule 2
+    /// (DESIGN §4) does. The one definition the rules, `/status`, the status page, the reload's
+    /// rotation record, adoption and check read. A pin set shared by listeners has backups per
+    /// listener; its own `/status` entry passes the pins of every listener naming it.
+    pub fn backups<'a>(&'a self, served: &'a [Pin]) -> impl Iterator<Item = &'a PinEntry> + 'a {
+        self.pins.iter().filter(move |p| !served.contains(&p.pin))
+    }
+
     /// Unix seconds of 00:00 UTC on `expires`.
     pub fn expires_unix(&self) -> i64 {
         self.expires.midnight().assume_utc().unix_timestamp()

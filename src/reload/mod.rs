@@ -240,21 +240,13 @@ pub fn record_config(metrics: &Metrics, running: &Snapshot, old_digest: Option<&
 /// (renewal on the same key, or rotation to a shipped backup).
 fn log_changes(cur: &Snapshot, next: &Snapshot) {
     for (name, tls) in &next.listeners {
-        let old = cur.listeners.get(name);
-        for (c, cert) in tls.certs.iter().enumerate() {
-            let old_pin = old.and_then(|o| o.certs.get(c)).map(|o| o.path[0].pin);
-            let change = match old_pin {
-                Some(p) if p == cert.path[0].pin => {
-                    // The whole leaf, not the serial: a CA may derive serials from the key.
-                    if old.and_then(|o| o.certs.get(c)).map(|o| &o.key.cert[0])
-                        == Some(&cert.key.cert[0])
-                    {
-                        continue;
-                    }
-                    "renewal on the same key"
-                }
-                Some(_) => "rotation to a new key",
-                None => "new certificate",
+        let old = cur.listeners.get(name).map_or(&[][..], |o| &o.certs[..]);
+        for cert in &tls.certs {
+            let change = match rotation::change(old, cert) {
+                rotation::CertChange::Same => continue,
+                rotation::CertChange::Renewal => "renewal on the same key",
+                rotation::CertChange::Rotation { .. } => "rotation to a new key",
+                rotation::CertChange::New => "new certificate",
             };
             for m in tls.matches.iter().filter(|m| m.cert == cert.field) {
                 let matched: Vec<String> = m
@@ -324,14 +316,11 @@ impl Changes {
         }
         let mut certificates = Vec::new();
         for (name, tls) in &next.listeners {
-            let old = cur.listeners.get(name);
-            for (i, cert) in tls.certs.iter().enumerate() {
-                let before = old.and_then(|o| o.certs.get(i));
-                let what = match before {
-                    None => "new",
-                    Some(b) if b.path[0].pin != cert.path[0].pin => "rotation",
-                    Some(b) if b.key.cert[0] != cert.key.cert[0] => "renewal",
-                    Some(_) => continue,
+            let old = cur.listeners.get(name).map_or(&[][..], |o| &o.certs[..]);
+            for cert in &tls.certs {
+                let what = match rotation::change(old, cert) {
+                    rotation::CertChange::Same => continue,
+                    c => c.as_str(),
                 };
                 certificates.push(format!("{name} {} ({what})", cert.field));
             }

@@ -141,7 +141,7 @@ pub fn build(
             &config.pin_sets,
         ));
     }
-    let now = unix_now();
+    let now = crate::clock::unix_now();
     let mut problems = Problems::default();
     problems.extend(tls::check_pin_sources(&config.pin_sets, files));
 
@@ -317,6 +317,3 @@ fn build_policies<'c>(
     }
     policies
 }
-
-/// Moved to [`crate::clock`]; kept for callers not yet switched.
-pub use crate::clock::unix_now;

@@ -13,8 +13,6 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 
-/// Moved to [`crate::clock`]; kept for callers not yet switched.
-pub use crate::clock::fmt_time;
 pub use rules::{ChainMatch, MatchedPin, Position, check_pin_sources};
 pub use server::{ListenerTls, LoadedCert, SniResolver, build_listener};
 pub use upstream::{

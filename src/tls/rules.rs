@@ -79,13 +79,16 @@ pub fn check_listener_pins(
 ) -> (Problems, Vec<ChainMatch>) {
     let mut problems = Problems::default();
     let mut matches = Vec::new();
+    let served_pins: Vec<Pin> = served
+        .iter()
+        .flat_map(|s| s.path.iter().map(|c| c.pin))
+        .collect();
     for name in &listener.pin_sets {
         let Some(set) = config.pin_sets.get(name) else {
             continue;
         };
         // Expiry warnings come from the inventory's judge, for listener and upstream sets alike.
         let live = set.is_live(now, config.expiry.pin_set_grace);
-        let mut used = vec![false; set.pins.len()];
         for s in served {
             let mut matched = Vec::new();
             for (i, cert) in s.path.iter().enumerate() {
@@ -94,7 +97,6 @@ pub fn check_listener_pins(
                     if entry.pin != cert.pin {
                         continue;
                     }
-                    used[k] = true;
                     let wrong_kind = match (entry.kind, pos) {
                         // Read from an Android or TrustKit file: the app accepts it anywhere.
                         _ if !set.kinds_checked() => None,
@@ -152,7 +154,7 @@ pub fn check_listener_pins(
                 matched,
             });
         }
-        if live && !used.contains(&false) {
+        if live && set.backups(&served_pins).next().is_none() {
             problems.push(Problem::error(
                 Kind::PinRules,
                 &set.file,

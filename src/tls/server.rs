@@ -45,6 +45,19 @@ pub struct ListenerTls {
     pub matches: Vec<ChainMatch>,
 }
 
+impl ListenerTls {
+    /// Every pin on this listener's served chains, leaf to anchor: what [`PinSet::backups`]
+    /// takes.
+    ///
+    /// [`PinSet::backups`]: crate::pin::PinSet::backups
+    pub fn served_pins(&self) -> Vec<crate::pin::Pin> {
+        self.certs
+            .iter()
+            .flat_map(|c| c.path.iter().map(|i| i.pin))
+            .collect()
+    }
+}
+
 /// Picks a certificate by SNI: exact name, then `*.` wildcard, then the first certificate.
 #[derive(Debug)]
 pub struct SniResolver {
