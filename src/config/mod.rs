@@ -7,8 +7,8 @@
 
 mod auth;
 mod fields;
-mod header_policy;
 mod raw;
+mod response_headers;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -26,7 +26,7 @@ use raw::RawConfig;
 use validate::Validator;
 
 pub use auth::{AuthKind, AuthMode, AuthPolicy, JwtPolicy, KeyFile};
-pub use header_policy::{DEFAULT_REMOVE, ResponseHeaders};
+pub use response_headers::{DEFAULT_REMOVE, ResponseHeaders};
 
 /// Everything `run` needs from the files, checked for consistency.
 #[derive(Debug, Clone)]

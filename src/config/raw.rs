@@ -263,7 +263,7 @@ pub struct RawRoute {
     pub timeout: Option<Duration>,
     pub auth: Option<String>,
     #[serde(default)]
-    pub response_headers: super::header_policy::RawResponseHeaders,
+    pub response_headers: super::response_headers::RawResponseHeaders,
     pub host_header: Option<String>,
 }
 

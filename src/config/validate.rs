@@ -524,7 +524,7 @@ impl Validator<'_> {
                     format!("no [auth.{a}] section"),
                 );
             }
-            let response_headers = super::header_policy::resolve(
+            let response_headers = super::response_headers::resolve(
                 r.response_headers,
                 self.file,
                 &at,
