@@ -194,3 +194,18 @@ impl Validator<'_> {
         Some((tls, authority, host, base_path))
     }
 }
+
+/// A DNS name, or `*.` followed by one (the wildcard stands for exactly one label).
+pub(super) fn valid_host_pattern(s: &str) -> bool {
+    let name = s.strip_prefix("*.").unwrap_or(s);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && !l.starts_with('-')
+        })
+        && (!s.starts_with("*.") || name.contains('.'))
+}

@@ -296,7 +296,7 @@ fn dot(s: &[u8]) -> Option<&[u8]> {
 
 #[cfg(test)]
 mod tests {
-    use super::validate::valid_host_pattern;
+    use super::fields::valid_host_pattern;
     use super::*;
 
     #[test]

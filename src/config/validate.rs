@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use super::fields::valid_host_pattern;
 use super::raw::*;
 use super::*;
 
@@ -589,19 +590,4 @@ impl Validator<'_> {
         }
         true
     }
-}
-
-/// A DNS name, or `*.` followed by one (the wildcard stands for exactly one label).
-pub(super) fn valid_host_pattern(s: &str) -> bool {
-    let name = s.strip_prefix("*.").unwrap_or(s);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                && !l.starts_with('-')
-        })
-        && (!s.starts_with("*.") || name.contains('.'))
 }
